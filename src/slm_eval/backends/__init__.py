@@ -1,0 +1,1 @@
+"""Backends that run a model: one module each, listed in :mod:`slm_eval.backends.catalogue`."""

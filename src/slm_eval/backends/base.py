@@ -1,0 +1,181 @@
+"""The backend contract: load a model, generate for a batch of requests with per-request timing, close.
+
+Every backend (llama.cpp, transformers, ONNX Runtime, an HTTP API, the fake) implements
+:class:`Backend`, and each backend module exposes one ``load(card, location, options) -> Backend``
+function, named in :mod:`slm_eval.backends.catalogue`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from slm_eval.metrics.timing import Clock, MonotonicClock, rate_per_second
+from slm_eval.models.registry import ModelCard
+
+FinishReason = Literal["stop", "length"]
+EncoderTask = Literal["qa", "ner", "classify"]
+
+# Called with (request index, text piece) as each piece of output arrives.
+TokenCallback = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded backend can do, declared up front so callers never probe by trial.
+
+    Attributes:
+        generate: produces text from a prompt (decoders, APIs).
+        streaming: reports output piece by piece, so time to first token is real.
+        chat_template: formats prompts with the model's own chat template.
+        parallel_batch: runs several requests at once; when ``False`` a batch runs one by one.
+        encoder_tasks: the task heads available on an encoder.
+        local: runs on this machine, so its memory and energy are this machine's.
+        token_counts: ``"exact"`` from the model's tokenizer, or ``"reported"`` by a server.
+    """
+
+    generate: bool
+    streaming: bool
+    chat_template: bool
+    parallel_batch: bool = False
+    encoder_tasks: frozenset[EncoderTask] = frozenset()
+    local: bool = True
+    token_counts: Literal["exact", "reported"] = "exact"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model.
+
+    Attributes:
+        threads: CPU threads for generation and prompt processing; ``None`` means one per CPU this
+            process may run on.
+        context_length: the context window to allocate, in tokens.
+        seed: the random seed handed to the runtime.
+        clock: the clock every timing is read from.
+        chat: force the chat template on or off; ``None`` follows the model card, then the weights.
+    """
+
+    threads: int | None = None
+    context_length: int = 2048
+    seed: int = 0
+    clock: Clock = field(default_factory=MonotonicClock)
+    chat: bool | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to answer.
+
+    Attributes:
+        prompt: the user's text (wrapped in the chat template for chat models).
+        max_new_tokens: the most tokens to generate.
+        temperature: 0 is greedy decoding, the default for evaluation.
+        system: an optional system message for chat models.
+        stop: extra strings that end the output.
+        ignore_eos: keep generating past the end-of-sequence token (for speed benchmarks only).
+    """
+
+    prompt: str
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    system: str | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer with its timing, all instants read from the backend's clock (seconds).
+
+    Attributes:
+        text: the generated text, without the prompt.
+        prompt_tokens: tokens fed to the model, the chat template included.
+        output_tokens: tokens generated.
+        started_at: the instant the request was submitted.
+        token_times: the instant each output token became available, in order.
+        finished_at: the instant the request completed.
+        finish_reason: ``stop`` (end of sequence or a stop string) or ``length`` (hit max_new_tokens).
+        prompt_text: the exact text the model saw, after the chat template.
+    """
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    started_at: float
+    token_times: tuple[float, ...]
+    finished_at: float
+    finish_reason: FinishReason
+    prompt_text: str = ""
+
+    @property
+    def time_to_first_token_s(self) -> float | None:
+        """Seconds from submission to the first output token."""
+        return self.token_times[0] - self.started_at if self.token_times else None
+
+    @property
+    def end_to_end_s(self) -> float:
+        """Seconds from submission to completion."""
+        return self.finished_at - self.started_at
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """Mean seconds between output tokens after the first (decode speed)."""
+        if len(self.token_times) < 2:
+            return None
+        return (self.token_times[-1] - self.token_times[0]) / (len(self.token_times) - 1)
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Output tokens per second after the first token."""
+        if len(self.token_times) < 2:
+            return None
+        return rate_per_second(len(self.token_times) - 1, self.token_times[-1] - self.token_times[0])
+
+    @property
+    def prompt_tokens_per_s(self) -> float | None:
+        """Prompt tokens processed per second, from submission to the first token."""
+        ttft = self.time_to_first_token_s
+        return rate_per_second(self.prompt_tokens, ttft) if ttft is not None else None
+
+
+class Backend(Protocol):
+    """A loaded model that answers requests."""
+
+    @property
+    def name(self) -> str:
+        """The backend's catalogue name, e.g. ``llamacpp``."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do with the loaded model."""
+        ...
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
+    ) -> list[Generation]:
+        """Answer each request, in order, timing each one.
+
+        Args:
+            requests: the prompts; a backend without ``parallel_batch`` runs them one by one.
+            on_token: called with (request index, text piece) as output arrives.
+
+        Raises:
+            UserError: a request cannot be served (an empty prompt, a prompt longer than the context).
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model. The backend is unusable afterwards."""
+        ...
+
+
+class BackendLoader(Protocol):
+    """The ``load`` function each backend module exposes."""
+
+    def __call__(self, card: ModelCard, location: Path | None, options: LoadOptions) -> Backend:
+        """Load the model described by ``card`` whose weights are at ``location``."""
+        ...

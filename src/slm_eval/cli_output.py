@@ -1,0 +1,85 @@
+"""How the CLI shows results: tables, the per-answer summary line and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from slm_eval.models.registry import ModelCard
+from slm_eval.quicktest import QuickTestAnswer
+
+
+def format_parameters(count: int | None) -> str:
+    """``134.5M``, ``3.8B`` or ``n/a``."""
+    if count is None:
+        return "n/a"
+    if count >= 1_000_000_000:
+        return f"{count / 1e9:.1f}B"
+    return f"{count / 1e6:.1f}M"
+
+
+def format_context(tokens: int | None) -> str:
+    """``128K``, ``2K``, ``512`` or ``n/a``."""
+    if tokens is None:
+        return "n/a"
+    return f"{tokens // 1024}K" if tokens >= 1024 and tokens % 1024 == 0 else str(tokens)
+
+
+def weights_status(card: ModelCard) -> str:
+    """Where the weights are: ``installed``, ``not installed``, ``hub`` (needs a network) or ``api``."""
+    if card.source.format == "api":
+        return "api (network)"
+    if not card.source.offline:
+        return "hub (network)"
+    return "installed" if card.source.available() else "not installed"
+
+
+def models_table(cards: Sequence[ModelCard]) -> Table:
+    """The catalogue as a rich table; ``slm-eval info NAME`` shows the rest of a card."""
+    table = Table(title="Models", title_justify="left", caption="slm-eval info NAME shows a whole card")
+    for column in ("name", "kind", "params", "context", "format", "licence", "weights"):
+        table.add_column(column, no_wrap=column in {"name", "params", "context"})
+    for card in cards:
+        table.add_row(
+            card.name,
+            card.kind,
+            format_parameters(card.parameters),
+            format_context(card.context_length),
+            card.source.format,
+            card.licence,
+            weights_status(card),
+        )
+    return table
+
+
+def models_json(cards: Sequence[ModelCard]) -> str:
+    """The catalogue as JSON, each card with whether its weights are on this machine."""
+    return json.dumps([{**card.to_dict(), "installed": card.source.available()} for card in cards], indent=2)
+
+
+def info_table(card: ModelCard) -> Table:
+    """One model card as a two-column table."""
+    table = Table(show_header=False, title=card.display_name, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    data = card.to_dict()
+    data["parameters"] = format_parameters(card.parameters)
+    data["context_length"] = f"{format_context(card.context_length)} tokens"
+    data["installed"] = card.source.available()
+    for key, value in data.items():
+        shown = ", ".join(value) if isinstance(value, list) else "n/a" if value is None else str(value)
+        table.add_row(key.replace("_", " "), shown)
+    return table
+
+
+def answer_summary(answer: QuickTestAnswer) -> str:
+    """One line after a streamed answer: tokens, TTFT, speed and peak memory."""
+    figures = answer.figures()
+    g = answer.generation
+    return (
+        f"prompt {g.prompt_tokens} tok · output {g.output_tokens} tok ({g.finish_reason}) · "
+        f"TTFT {figures['time_to_first_token'].format(0)} · "
+        f"{figures['decode_speed'].format(1)} · peak RSS {answer.peak_memory.format(0)} · {answer.label}"
+    )

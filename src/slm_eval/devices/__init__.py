@@ -1,0 +1,1 @@
+"""Device profiles, the sandboxed worker and projections to target devices."""

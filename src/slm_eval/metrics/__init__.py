@@ -1,0 +1,1 @@
+"""Measurements: timing, memory and (later) quality, energy and robustness."""

@@ -1,0 +1,1 @@
+"""Model catalogue, weight sources and the local model store."""

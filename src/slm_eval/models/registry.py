@@ -1,0 +1,195 @@
+"""The model registry: :class:`ModelCard`, and :func:`resolve` from a name, alias or local path."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Literal
+
+from slm_eval.errors import UserError
+from slm_eval.models.sources import LocalPath, WeightFormat, WeightSource
+
+ModelKind = Literal["decoder", "encoder", "api"]
+
+# Which backend runs which weight format by default.
+BACKEND_FOR_FORMAT: Mapping[WeightFormat, str] = {
+    "gguf": "llamacpp",
+    "transformers": "transformers",
+    "onnx": "onnx",
+    "api": "openai_api",
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the project knows about one model before loading it.
+
+    Attributes:
+        name: canonical lower-case name used on the command line.
+        display_name: the name people use.
+        kind: ``decoder`` (generates text), ``encoder`` (task heads) or ``api`` (remote).
+        architecture: the transformers architecture class, or the GGUF architecture.
+        parameters: parameter count, or ``None`` when not published.
+        context_length: the longest context the model was trained for, in tokens.
+        licence: the licence of the weights.
+        backends: every backend that can run the model, in order of preference.
+        source: where its weights come from.
+        hub_id: the Hugging Face hub id of the original weights, if any.
+        aliases: other names that resolve to this card (matched case-insensitively).
+        chat: ``True`` for instruction-tuned models prompted through their chat template, ``False``
+            for plain completion, ``None`` to decide from the weights' own metadata.
+        description: one line about the model.
+    """
+
+    name: str
+    display_name: str
+    kind: ModelKind
+    architecture: str
+    parameters: int | None
+    context_length: int | None
+    licence: str
+    backends: tuple[str, ...]
+    source: WeightSource
+    hub_id: str | None = None
+    aliases: tuple[str, ...] = field(default=())
+    chat: bool | None = None
+    description: str = ""
+
+    @property
+    def default_backend(self) -> str:
+        """The backend for the format the weights come in."""
+        return BACKEND_FOR_FORMAT[self.source.format]
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view of the card."""
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "kind": self.kind,
+            "architecture": self.architecture,
+            "parameters": self.parameters,
+            "context_length": self.context_length,
+            "licence": self.licence,
+            "backends": list(self.backends),
+            "default_backend": self.default_backend,
+            "hub_id": self.hub_id,
+            "source": self.source.describe(),
+            "format": self.source.format,
+            "offline": self.source.offline,
+            "aliases": list(self.aliases),
+            "chat": self.chat,
+            "description": self.description,
+        }
+
+
+class Registry:
+    """Looks up model cards by name or alias, case-insensitively."""
+
+    def __init__(self, cards: Iterable[ModelCard]) -> None:
+        self._cards: dict[str, ModelCard] = {}
+        self._lookup: dict[str, ModelCard] = {}
+        for card in cards:
+            for key in (card.name, *card.aliases):
+                folded = key.casefold()
+                if folded in self._lookup:
+                    raise ValueError(f"model name or alias '{key}' is used twice in the catalogue")
+                self._lookup[folded] = card
+            self._cards[card.name] = card
+
+    def cards(self) -> list[ModelCard]:
+        """All cards, in catalogue order."""
+        return list(self._cards.values())
+
+    def get(self, name: str) -> ModelCard | None:
+        """The card with this name or alias, or ``None``."""
+        return self._lookup.get(name.strip().casefold())
+
+    def resolve(self, name_or_path: str) -> ModelCard:
+        """A card for a catalogue name or alias, or for a local GGUF file, ONNX folder or transformers folder.
+
+        Raises:
+            UserError: the name is unknown (the message lists the closest names) or the path holds no model.
+        """
+        text = name_or_path.strip()
+        if not text:
+            raise UserError("empty model name: pass --model NAME (see 'slm-eval models') or a path")
+        card = self.get(text)
+        if card is not None:
+            return card
+        path = Path(text).expanduser()
+        if path.exists():
+            return card_for_path(path)
+        if _looks_like_path(text):
+            raise UserError(f"model path {text} does not exist")
+        raise UserError(self._unknown_message(text))
+
+    def _unknown_message(self, name: str) -> str:
+        candidates = {key: card.name for card in self._cards.values() for key in (card.name, *card.aliases)}
+        close = difflib.get_close_matches(name.casefold(), list(candidates), n=5, cutoff=0.5)
+        suggestions = list(dict.fromkeys(candidates[key] for key in close))[:3]
+        hint = f"did you mean {', '.join(suggestions)}?" if suggestions else "see 'slm-eval models'"
+        return f"unknown model '{name}': {hint}"
+
+
+def _looks_like_path(text: str) -> bool:
+    pure = PurePath(text)
+    return len(pure.parts) > 1 or "/" in text or "\\" in text or pure.suffix.lower() in {".gguf", ".onnx"}
+
+
+def card_for_path(path: Path) -> ModelCard:
+    """A card for a model on disk, with what can be read cheaply from its files.
+
+    Raises:
+        UserError: the path holds no model this project can run.
+    """
+    resolved = path.resolve()
+    if resolved.is_file():
+        if resolved.suffix.lower() != ".gguf":
+            raise UserError(
+                f"model file {path} is not a .gguf file; pass a GGUF file, an ONNX folder or a transformers folder"
+            )
+        return _local_card(resolved, "gguf", "decoder", "gguf", ("llamacpp", "transformers"))
+    if any(resolved.glob("*.onnx")) or (resolved / "genai_config.json").is_file():
+        kind = "decoder" if (resolved / "genai_config.json").is_file() else "encoder"
+        return _local_card(resolved, "onnx", kind, "onnx", ("onnx",))
+    config = resolved / "config.json"
+    if config.is_file():
+        architecture = _architecture_from_config(config)
+        kind = "decoder" if architecture.endswith(("ForCausalLM", "LMHeadModel")) else "encoder"
+        return _local_card(resolved, "transformers", kind, architecture, ("transformers", "onnx"))
+    raise UserError(
+        f"folder {path} holds no model: expected a .gguf file, an ONNX folder (*.onnx) or a "
+        "transformers folder (config.json)"
+    )
+
+
+def _architecture_from_config(config: Path) -> str:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {config}: {exc}") from exc
+    architectures = data.get("architectures") if isinstance(data, dict) else None
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        return architectures[0]
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    return str(model_type or "unknown")
+
+
+def _local_card(
+    path: Path, fmt: WeightFormat, kind: ModelKind, architecture: str, backends: tuple[str, ...]
+) -> ModelCard:
+    return ModelCard(
+        name=str(path),
+        display_name=path.name,
+        kind=kind,
+        architecture=architecture,
+        parameters=None,
+        context_length=None,
+        licence="see the model's own files",
+        backends=backends,
+        source=LocalPath(path=path, format=fmt),
+        description=f"local {fmt} model",
+    )
