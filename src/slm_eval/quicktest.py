@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from slm_eval.backends.base import Generation, GenerationRequest, LoadOptions
+from slm_eval.backends.base import Generation, GenerationRequest, LoadOptions, TokenCallback
 from slm_eval.backends.catalogue import choose_backend, load_backend
 from slm_eval.errors import UserError
 from slm_eval.metrics.figures import Figure, FigureLabel
@@ -135,7 +135,7 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
         for index, prompt in enumerate(plan.prompts):
             listener.on_start(index, prompt)
             request = GenerationRequest(prompt=prompt, max_new_tokens=plan.max_new_tokens, system=plan.system)
-            (generation,) = backend.generate([request], lambda _, piece, i=index: listener.on_token(i, piece))
+            (generation,) = backend.generate([request], _forward_tokens(listener, index))
             answer = QuickTestAnswer(prompt, generation, label, _peak_memory())
             answers.append(answer)
             listener.on_answer(answer)
@@ -149,6 +149,15 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
         load_time=Figure(load_seconds, "s", "measured"),
         peak_memory=_peak_memory(),
     )
+
+
+def _forward_tokens(listener: QuickTestListener, index: int) -> TokenCallback:
+    """Sends a backend's pieces to the listener under the prompt's own index."""
+
+    def forward(_: int, piece: str) -> None:
+        listener.on_token(index, piece)
+
+    return forward
 
 
 def _peak_memory() -> Figure:

@@ -97,7 +97,7 @@ class LlamaCppBackend:
         """The exact text the model sees: the chat template applied, or the prompt as it is."""
         if self._formatter is None:
             return request.prompt if request.system is None else f"{request.system}\n\n{request.prompt}"
-        messages: list[dict[str, str]] = []
+        messages: list[Any] = []
         if request.system is not None:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})

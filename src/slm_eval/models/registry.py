@@ -153,13 +153,15 @@ def card_for_path(path: Path) -> ModelCard:
             )
         return _local_card(resolved, "gguf", "decoder", "gguf", ("llamacpp", "transformers"))
     if any(resolved.glob("*.onnx")) or (resolved / "genai_config.json").is_file():
-        kind = "decoder" if (resolved / "genai_config.json").is_file() else "encoder"
+        kind: ModelKind = "decoder" if (resolved / "genai_config.json").is_file() else "encoder"
         return _local_card(resolved, "onnx", kind, "onnx", ("onnx",))
     config = resolved / "config.json"
     if config.is_file():
         architecture = _architecture_from_config(config)
-        kind = "decoder" if architecture.endswith(("ForCausalLM", "LMHeadModel")) else "encoder"
-        return _local_card(resolved, "transformers", kind, architecture, ("transformers", "onnx"))
+        decoder = architecture.endswith(("ForCausalLM", "LMHeadModel"))
+        return _local_card(
+            resolved, "transformers", "decoder" if decoder else "encoder", architecture, ("transformers", "onnx")
+        )
     raise UserError(
         f"folder {path} holds no model: expected a .gguf file, an ONNX folder (*.onnx) or a "
         "transformers folder (config.json)"
