@@ -181,6 +181,131 @@ def quick_test_command(
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
 
 
+@app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name, alias or path (default: from config)."),
+    device: str | None = typer.Option(None, "--device", "-d", help="Device profile (default: from config)."),
+    metrics: list[str] = typer.Option(
+        [],
+        "--metrics",
+        help="Metrics, space- or comma-separated: accuracy latency memory model_size inference_time "
+        "power robustness (default: all that apply).",
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="border-qa (built-in, default), squad (needs a network), or a SQuAD JSON/JSONL path."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N examples."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for sampling and perturbations (default: from config)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Most tokens per answer."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Backend threads (default: the profile's cores)."
+    ),
+    context_length: int | None = typer.Option(None, "--context-length", min=128, help="Context window in tokens."),
+    backend: str | None = typer.Option(None, "--backend", help="Backend to run on (default: by weight format)."),
+    robustness_rate: float | None = typer.Option(
+        None, "--robustness-rate", min=0.0, max=1.0, help="Share of characters or words perturbed (default: config)."
+    ),
+    eval_config: Path | None = typer.Option(
+        None, "--eval-config", help="Device profiles and evaluation rules (default: config/evaluation.json)."
+    ),
+    resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Evaluate a model on a device profile: accuracy, latency, memory, size, time, power and robustness."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from slm_eval.cli_output import evaluation_table
+    from slm_eval.devices.profiles import default_evaluation_config_path, load_evaluation_config
+    from slm_eval.evaluation.evaluate import EvaluateRequest, execute, new_run, resumed_run
+
+    settings = _state(ctx).settings
+    results_dir = settings.paths.results
+    if resume is not None:
+        run_settings, card, paths = resumed_run(resume, results_dir)
+    else:
+        config = load_evaluation_config(eval_config or default_evaluation_config_path())
+        request = EvaluateRequest(
+            model=model or settings.defaults.model,
+            device=device or settings.defaults.device,
+            metrics=metrics or None,
+            dataset=dataset,
+            limit=limit,
+            seed=settings.defaults.seed if seed is None else seed,
+            max_new_tokens=max_new_tokens,
+            threads=threads,
+            context_length=context_length or settings.defaults.context_length,
+            backend=backend,
+            robustness_rate=robustness_rate,
+        )
+        run_settings, card, paths = new_run(request, config, results_dir)
+    err = Console(stderr=True)
+    err.print(f"run {run_settings.run_id} -> {paths.root}", markup=False, highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
+        bar = progress.add_task(f"{card.name} on {run_settings.device.name}", total=None)
+        outcome = execute(
+            run_settings,
+            card,
+            paths,
+            settings.paths.cache,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    if as_json:
+        typer.echo(json.dumps(outcome.summary, indent=2, ensure_ascii=False))
+        return
+    Console().print(evaluation_table(outcome.summary))
+    err.print(f"report: {outcome.report}", markup=False, highlight=False)
+
+
+@app.command("report")
+def report_command(
+    ctx: typer.Context,
+    run_ids: list[str] = typer.Argument(..., help="One run id (re-render its report) or several (compare them)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for a comparison (default: results/compare-<time>)."),
+) -> None:
+    """Render a run's report again, or compare several runs in one table, CSV and plot."""
+    from datetime import datetime, timezone
+
+    from slm_eval.results.records import find_run
+    from slm_eval.results.report import render_comparison, render_run_report
+
+    results_dir = _state(ctx).settings.paths.results
+    runs = [find_run(results_dir, run_id) for run_id in run_ids]
+    for run in runs:
+        if not run.summary.exists():
+            raise UserError(f"run {run.root.name} has no summary yet; finish it with --resume {run.root.name}")
+    if len(runs) == 1:
+        markdown, page = render_run_report(runs[0])
+        typer.echo(f"{markdown}\n{page}")
+        return
+    folder = out or results_dir / f"compare-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    for path in render_comparison(runs, folder):
+        typer.echo(str(path))
+
+
+# Options that take several values after one flag, as in ``--metrics accuracy latency model_size``.
+MULTI_VALUE_OPTIONS = frozenset({"--metrics"})
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    """``--metrics a b`` becomes ``--metrics a --metrics b``; values stop at the next ``-``-prefixed word."""
+    expanded: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg in MULTI_VALUE_OPTIONS:
+            current = arg
+            expanded.append(arg)
+        elif current is not None and not arg.startswith("-"):
+            if expanded[-1] != current:
+                expanded.append(current)
+            expanded.append(arg)
+        else:
+            current = None
+            expanded.append(arg)
+    return expanded
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and turn a user's mistake into one line on stderr and a non-zero exit.
 
@@ -190,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("SLM_EVAL_DEBUG", "").lower() in {"1", "true", "yes"}
     if "--debug" in args:
         args = ["--debug", *(arg for arg in args if arg != "--debug")]
+    args = expand_multi_value_options(args)
     try:
         app(args=args, prog_name="slm-eval")
     except UserError as exc:

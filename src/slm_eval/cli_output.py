@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.table import Table
 
@@ -83,3 +84,64 @@ def answer_summary(answer: QuickTestAnswer) -> str:
         f"TTFT {figures['time_to_first_token'].format(0)} · "
         f"{figures['decode_speed'].format(1)} · peak RSS {answer.peak_memory.format(0)} · {answer.label}"
     )
+
+
+def _figure(figure: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not figure or figure.get("value") is None:
+        return "n/a"
+    value = float(figure["value"])
+    return f"{value:.{digits}g} {figure.get('unit', '')} ({figure.get('label', '')})"
+
+
+def _spread(spread: Mapping[str, Any] | None) -> str:
+    if not spread:
+        return "n/a"
+    quantiles = f"p50 {spread['p50']:.3g} · p90 {spread['p90']:.3g} · p99 {spread['p99']:.3g}"
+    return f"{quantiles} {spread['unit']} ({spread['label']})"
+
+
+def evaluation_table(summary: Mapping[str, Any]) -> Table:
+    """The end-of-run table: verdict, then one row per figure, each with its unit and label."""
+    metrics = summary.get("metrics", {})
+    device = summary.get("device", {})
+    table = Table(title=f"{summary['model']['name']} on {device.get('profile', {}).get('name')}", title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    fits = summary.get("fits", {})
+    validity = summary.get("validity", {})
+    table.add_row("fits", "yes" if fits.get("fits") else f"no: {fits.get('reason')}")
+    table.add_row("valid", "yes" if validity.get("valid") else "no: " + "; ".join(validity.get("reasons", [])))
+    if device.get("sandbox"):
+        table.add_row("sandbox", f"{device['sandbox']} (memory limit: {device.get('memory_enforcement')})")
+    for name, score in metrics.get("accuracy", {}).items():
+        table.add_row(
+            name,
+            f"{score['mean']:.3f} (95% CI {score['low']:.3f}-{score['high']:.3f}, n={score['n']}, {score['label']})",
+        )
+    latency = metrics.get("latency", {})
+    for key in ("time_to_first_token", "time_per_output_token", "end_to_end", "decode_tokens_per_s"):
+        if key in latency:
+            table.add_row(key.replace("_", " "), _spread(latency[key]))
+    projection = latency.get("projection")
+    if projection:
+        table.add_row("decode speed, projected", _figure(projection["decode_tokens_per_s"]))
+        table.add_row("request latency, projected", _figure(projection["request_latency"]))
+    memory = metrics.get("memory", {})
+    if memory:
+        table.add_row("peak memory", _figure(memory.get("peak_rss_kernel")))
+        table.add_row("load memory", _figure(memory.get("load_memory")))
+    size = metrics.get("model_size")
+    if size:
+        table.add_row(
+            "model size", f"{_figure(size.get('on_disk'))}, {format_parameters(size.get('parameters'))} params"
+        )
+    timing = metrics.get("inference_time")
+    if timing:
+        table.add_row("task wall time", _figure(timing.get("task_total")))
+    power = metrics.get("power")
+    if power:
+        table.add_row("energy per request", _figure(power.get("energy_per_request")))
+        table.add_row("average power", _figure(power.get("average_power")))
+    for name, drop in metrics.get("robustness", {}).get("perturbations", {}).items():
+        table.add_row(f"robustness: {name}", f"{drop['perturbed_score']:.3f} (drop {drop['drop']:+.3f})")
+    return table

@@ -154,6 +154,11 @@ class Backend(Protocol):
         """What this backend can do with the loaded model."""
         ...
 
+    @property
+    def parameter_count(self) -> int | None:
+        """Parameters of the loaded model as the runtime counts them, or ``None`` when it cannot tell."""
+        ...
+
     def generate(
         self, requests: Sequence[GenerationRequest], on_token: TokenCallback | None = None
     ) -> list[Generation]:

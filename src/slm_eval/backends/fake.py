@@ -26,6 +26,7 @@ class FakeBackend:
 
     name = "fake"
     capabilities = Capabilities(generate=True, streaming=True, chat_template=False)
+    parameter_count: int | None = None
 
     def __init__(
         self,

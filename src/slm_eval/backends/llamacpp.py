@@ -89,6 +89,10 @@ class LlamaCppBackend:
         self.capabilities = Capabilities(generate=True, streaming=True, chat_template=self._formatter is not None)
 
     @property
+    def parameter_count(self) -> int | None:
+        return int(self._llm._model.n_params()) if self._llm is not None else None
+
+    @property
     def chat(self) -> bool:
         """Whether prompts go through the model's chat template."""
         return self._formatter is not None

@@ -1,0 +1,161 @@
+"""The worker process: applies its limits to itself, loads one model, answers requests, reports events.
+
+The parent (:mod:`slm_eval.devices.sandbox`) starts ``python -m slm_eval.devices.worker``, writes one JSON
+job on its stdin and reads JSON events, one per line, from its stdout:
+
+- ``ready``: the limits as read back inside the worker (CPU affinity, address-space limit, cgroup limit);
+- ``loaded``: load time, resident memory before and after loading, parameter count;
+- ``result``: one per request, with its output, token counts, timings and CPU seconds;
+- ``error``: a one-line reason, with ``kind`` ``user``, ``memory`` or ``internal``;
+- ``done``: the worker's total CPU seconds.
+
+Anything else the process prints (llama.cpp included) goes to stderr, never among the events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_USER_ERROR = 3
+EXIT_MEMORY = 4
+
+
+def apply_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply CPU affinity, the cgroup and the address-space limit to this process; read them back."""
+    cpus = limits.get("cpus")
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
+    cgroup = limits.get("cgroup")
+    cgroup_limit = None
+    if cgroup:
+        from slm_eval.devices.cgroup import cgroup_limit_of, join_cgroup
+
+        join_cgroup(Path(cgroup))
+        cgroup_limit = cgroup_limit_of(Path(cgroup))
+    rlimit_as = None
+    if limits.get("rlimit_as"):
+        import resource
+
+        value = int(limits["rlimit_as"])
+        resource.setrlimit(resource.RLIMIT_AS, (value, value))
+    if sys.platform != "win32":
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        rlimit_as = None if soft == resource.RLIM_INFINITY else soft
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"affinity": affinity, "rlimit_as": rlimit_as, "cgroup_memory_limit": cgroup_limit}
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (no orphaned workers after a SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+class EventStream:
+    """Writes events as JSON lines to the parent, flushing each."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._handle = handle
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._handle.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+
+def run_job(job: Mapping[str, Any], events: EventStream) -> None:
+    """Load the model named in the job and answer its requests, emitting events."""
+    import psutil
+
+    from slm_eval.backends.base import GenerationRequest, LoadOptions
+    from slm_eval.backends.catalogue import choose_backend, load_backend
+    from slm_eval.models.catalogue import default_registry
+
+    card = default_registry().resolve(job["model"])
+    entry = choose_backend(card, job.get("backend"))
+    load = job.get("load", {})
+    options = LoadOptions(
+        threads=load.get("threads"),
+        context_length=int(load.get("context_length", 2048)),
+        seed=int(load.get("seed", 0)),
+        chat=load.get("chat"),
+    )
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
+    started = time.perf_counter()
+    backend = load_backend(entry, card, options, Path(job.get("cache_dir", "data/cache")))
+    load_seconds = time.perf_counter() - started
+    events.emit(
+        "loaded",
+        backend=entry.name,
+        load_s=load_seconds,
+        rss_before=rss_before,
+        rss_after=process.memory_info().rss,
+        parameters=backend.parameter_count,
+    )
+    try:
+        for item in job["requests"]:
+            request = GenerationRequest(
+                prompt=item["prompt"],
+                max_new_tokens=int(item.get("max_new_tokens", 128)),
+                ignore_eos=bool(item.get("ignore_eos", False)),
+            )
+            cpu_started = time.process_time()
+            (generation,) = backend.generate([request])
+            events.emit(
+                "result",
+                key=item["key"],
+                text=generation.text,
+                prompt_tokens=generation.prompt_tokens,
+                output_tokens=generation.output_tokens,
+                ttft_s=generation.time_to_first_token_s,
+                tpot_s=generation.time_per_output_token_s,
+                e2e_s=generation.end_to_end_s,
+                decode_tps=generation.decode_tokens_per_s,
+                prompt_tps=generation.prompt_tokens_per_s,
+                finish_reason=generation.finish_reason,
+                cpu_s=time.process_time() - cpu_started,
+            )
+    finally:
+        backend.close()
+    events.emit("done", cpu_s=time.process_time())
+
+
+def main() -> None:
+    """Entry point of ``python -m slm_eval.devices.worker``."""
+    events = EventStream(os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8"))
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _die_with_parent()
+    job = json.loads(sys.stdin.read())
+    try:
+        events.emit("ready", pid=os.getpid(), **apply_limits(job.get("limits", {})))
+        run_job(job, events)
+    except MemoryError:
+        events.emit("error", kind="memory", message="the worker ran out of memory (MemoryError)")
+        sys.exit(EXIT_MEMORY)
+    except Exception as exc:
+        from slm_eval.errors import UserError
+
+        kind = "user" if isinstance(exc, UserError) else "internal"
+        events.emit("error", kind=kind, message=f"{exc}" if kind == "user" else f"{type(exc).__name__}: {exc}")
+        sys.exit(EXIT_USER_ERROR if kind == "user" else 1)
+
+
+if __name__ == "__main__":
+    main()

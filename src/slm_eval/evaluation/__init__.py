@@ -1,0 +1,1 @@
+"""The evaluation engine: plan, run in a sandboxed worker, summarise."""
