@@ -163,7 +163,7 @@ def quick_test_command(
     card = default_registry().resolve(model or settings.defaults.model)
     plan = QuickTestPlan(
         card=card,
-        backend="fake" if dry_run else backend,
+        backend=backend,
         prompts=check_prompts(prompts),
         max_new_tokens=max_new_tokens or settings.defaults.max_new_tokens,
         system=system,
@@ -173,6 +173,7 @@ def quick_test_command(
             seed=settings.defaults.seed,
         ),
         cache_dir=settings.paths.cache,
+        dry_run=dry_run,
     )
     log.debug("quick-test on %s with %d prompt(s)", card.name, len(plan.prompts))
     listener = SilentListener() if as_json else _StreamingListener(Console(), show_prompt=True)

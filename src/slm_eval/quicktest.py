@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from slm_eval.backends.base import Generation, GenerationRequest, LoadOptions, TokenCallback
-from slm_eval.backends.catalogue import choose_backend, load_backend
+from slm_eval.backends.catalogue import BACKENDS, choose_backend, load_backend
 from slm_eval.errors import UserError
 from slm_eval.metrics.figures import Figure, FigureLabel
 from slm_eval.metrics.memory import peak_rss_bytes
@@ -28,6 +28,7 @@ class QuickTestPlan:
     system: str | None
     load_options: LoadOptions
     cache_dir: Path
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
     """
     check_prompts(plan.prompts)
     entry = choose_backend(plan.card, plan.backend)
+    if plan.dry_run:
+        entry = BACKENDS["fake"]  # after the real choice, so a dry run fails where the real run would
     label: FigureLabel = "scripted" if entry.name == "fake" else "measured"
     clock = plan.load_options.clock
     load_started = clock.now()

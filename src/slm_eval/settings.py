@@ -145,7 +145,9 @@ def _leaf_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 def _describe_validation_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    source = sources.get(key, "the config")
+    source = sources.get(key) or next(
+        (origin for name, origin in sources.items() if name.startswith(key + ".")), "the config"
+    )
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{key}' (from {source}); known sections: paths, logging, defaults"
     given = first.get("input")

@@ -23,6 +23,7 @@ from slm_eval.backends.base import (
     LoadOptions,
     TokenCallback,
 )
+from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
 from slm_eval.errors import UserError
 from slm_eval.logs import get_logger
@@ -132,7 +133,7 @@ class LlamaCppBackend:
         llm = self._llm
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pieces: list[str] = []
+        stream = StopStringStream(request.stop, None if on_token is None else lambda piece: on_token(index, piece))
         token_times: list[float] = []
         finish: FinishReason = "length"
         llm.reset()
@@ -143,23 +144,14 @@ class LlamaCppBackend:
                 finish = "stop"
                 break
             token_times.append(now)
-            piece = decoder.decode(llm.detokenize([token]))
-            if piece:
-                pieces.append(piece)
-                if request.stop and _ends_with_stop("".join(pieces[-8:]), request.stop):
-                    finish = "stop"
-                    break
-                if on_token is not None:
-                    on_token(index, piece)
+            if stream.push(decoder.decode(llm.detokenize([token]))):
+                finish = "stop"
+                break
             if len(token_times) >= budget:
                 break
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            if on_token is not None:
-                on_token(index, tail)
+        stream.push(decoder.decode(b"", final=True))
+        text = stream.finish()
         finished = self._clock.now()
-        text = _cut_at_stop("".join(pieces), request.stop)
         return Generation(
             text=text,
             prompt_tokens=len(tokens),
@@ -175,15 +167,6 @@ class LlamaCppBackend:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
-
-
-def _ends_with_stop(recent: str, stops: tuple[str, ...]) -> bool:
-    return any(stop in recent for stop in stops)
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    positions = [text.find(stop) for stop in stops if stop in text]
-    return text[: min(positions)] if positions else text
 
 
 def _chat_formatter(llm: Any) -> Jinja2ChatFormatter | None:

@@ -4,7 +4,9 @@ Limits: CPU affinity to the profile's number of cores, the backend's thread coun
 memory limit — a cgroup v1 memory limit where writable (what Docker's ``--memory`` does), else an
 address-space limit (``RLIMIT_AS``). The worker applies them to itself before loading anything and
 reads them back. Memory is measured twice: psutil samples the worker's resident size from the parent,
-and the kernel's own maximum (``ru_maxrss``) comes back from ``wait4`` when the worker exits.
+and the kernel's own high-water mark comes back from the worker (``VmHWM`` of its address space) or, where
+that is not readable, as ``ru_maxrss`` from ``wait4`` when the worker exits. On Linux ``ru_maxrss`` of a
+spawned child also counts the parent's pages it shared before ``exec``, so it is kept only as a fallback.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class WorkerOutcome:
     limits: SandboxLimits
     read_back: dict[str, Any] = field(default_factory=dict)
     peak_rss_bytes: int | None = None
+    peak_rss_source: str | None = None
+    wait4_maxrss_bytes: int | None = None
     sampled_peak_rss_bytes: int | None = None
     memory_samples: list[tuple[float, int]] = field(default_factory=list)
     cpu_seconds: float | None = None
@@ -191,6 +195,9 @@ class WorkerProcess:
                     outcome.read_back = {k: v for k, v in event.items() if k not in ("event", "pid")}
                 elif event["event"] == "error":
                     outcome.error = event
+                elif event["event"] == "done" and event.get("peak_rss_bytes"):
+                    outcome.peak_rss_bytes = int(event["peak_rss_bytes"])
+                    outcome.peak_rss_source = "VmHWM of the worker (/proc/self/status)"
                 on_event(event)
             self._reap(process, outcome)
             sampler.stop()
@@ -210,7 +217,11 @@ class WorkerProcess:
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
             scale = 1 if sys.platform == "darwin" else 1024
-            outcome.peak_rss_bytes = int(usage.ru_maxrss * scale)
+            outcome.wait4_maxrss_bytes = int(usage.ru_maxrss * scale)
+            if outcome.peak_rss_bytes is None:
+                # ru_maxrss also counts the parent's pages the child shared before exec, so it can overstate.
+                outcome.peak_rss_bytes = outcome.wait4_maxrss_bytes
+                outcome.peak_rss_source = "ru_maxrss from wait4 (includes memory shared with the parent at spawn)"
             outcome.cpu_seconds = usage.ru_utime + usage.ru_stime
         else:
             process.wait()

@@ -53,6 +53,21 @@ def apply_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
     return {"affinity": affinity, "rlimit_as": rlimit_as, "cgroup_memory_limit": cgroup_limit}
 
 
+def own_peak_rss_bytes(status: Path = Path("/proc/self/status")) -> int | None:
+    """This process's resident high-water mark (``VmHWM``) as the kernel keeps it, in bytes.
+
+    Unlike ``ru_maxrss`` seen through ``wait4``, ``VmHWM`` belongs to the worker's own address space: it does
+    not include the parent's memory that a freshly spawned child shares until it execs.
+    """
+    try:
+        for line in status.read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this worker when its parent dies (no orphaned workers after a SIGKILL)."""
     if not sys.platform.startswith("linux"):
@@ -134,7 +149,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
             )
     finally:
         backend.close()
-    events.emit("done", cpu_s=time.process_time())
+    events.emit("done", cpu_s=time.process_time(), peak_rss_bytes=own_peak_rss_bytes())
 
 
 def main() -> None:

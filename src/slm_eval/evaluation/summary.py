@@ -234,7 +234,8 @@ def _memory(session: SessionResult) -> dict[str, Any]:
         "load_memory": Figure(load_delta, "MiB", "measured").to_dict(),
         "rss_after_load": Figure(_mib(loaded.get("rss_after")), "MiB", "measured").to_dict(),
         "samples": len(outcome.memory_samples),
-        "method": "kernel maximum from wait4 (ru_maxrss); psutil samples from the parent",
+        "wait4_maxrss": Figure(_mib(outcome.wait4_maxrss_bytes), "MiB", "measured").to_dict(),
+        "method": f"kernel peak: {outcome.peak_rss_source}; sampled: psutil from the parent",
     }
 
 

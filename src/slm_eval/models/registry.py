@@ -147,7 +147,8 @@ def card_for_path(path: Path) -> ModelCard:
     """
     resolved = path.resolve()
     if resolved.is_file():
-        if resolved.suffix.lower() != ".gguf":
+        # The name the user gave counts: hub caches keep files as suffix-less blobs behind .gguf symlinks.
+        if ".gguf" not in (path.suffix.lower(), resolved.suffix.lower()):
             raise UserError(
                 f"model file {path} is not a .gguf file; pass a GGUF file, an ONNX folder or a transformers folder"
             )
