@@ -28,7 +28,7 @@ import psutil
 
 from slm_eval.devices.cgroup import MemoryCgroup
 
-MemoryEnforcement = Literal["cgroup-v1", "rlimit-as", "none"]
+MemoryEnforcement = Literal["cgroup-v1", "rlimit-as", "docker", "none"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -144,8 +144,21 @@ class WorkerProcess:
         stderr_path: Path | None = None,
         sample_interval_s: float = 0.05,
         use_cgroup: bool = True,
+        container_command: Sequence[str] | None = None,
     ) -> None:
+        """Prepare a worker.
+
+        Args:
+            limits: the CPUs, memory and threads to apply.
+            python: the interpreter that runs the worker.
+            stderr_path: where the worker's stderr goes (llama.cpp's messages, tracebacks).
+            sample_interval_s: how often the parent samples the worker's resident memory.
+            use_cgroup: enforce memory with a cgroup where writable (else ``RLIMIT_AS``).
+            container_command: a ``docker run ... IMAGE`` command that starts the worker in a container,
+                which then enforces the limits itself.
+        """
         self.limits = limits
+        self._container = list(container_command) if container_command else None
         self._python = python
         self._stderr_path = stderr_path
         self._sample_interval = sample_interval_s
@@ -156,7 +169,10 @@ class WorkerProcess:
         cgroup = None
         enforcement: MemoryEnforcement = "none"
         job_limits: dict[str, Any] = {"cpus": list(self.limits.cpus) if self.limits.cpus else None}
-        if self.limits.memory_bytes is not None:
+        if self._container is not None:
+            enforcement = "docker" if self.limits.memory_bytes is not None else "none"
+            job_limits = {}
+        elif self.limits.memory_bytes is not None:
             if self._use_cgroup:
                 cgroup = MemoryCgroup.create(f"slm-eval-{os.getpid()}-{secrets.token_hex(3)}", self.limits.memory_bytes)
             if cgroup is not None:
@@ -167,11 +183,13 @@ class WorkerProcess:
                 job_limits["rlimit_as"] = self.limits.memory_bytes
         env = {**os.environ, **{name: str(self.limits.threads) for name in THREAD_VARIABLES}}
         env["PYTHONUNBUFFERED"] = "1"
-        outcome = WorkerOutcome(None, None, "process", enforcement, self.limits)
+        sandbox = "docker" if self._container is not None else "process"
+        outcome = WorkerOutcome(None, None, sandbox, enforcement, self.limits)
+        command = self._container or [self._python, "-m", "slm_eval.devices.worker"]
         stderr = self._stderr_path.open("ab") if self._stderr_path else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
-                [self._python, "-m", "slm_eval.devices.worker"],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -179,8 +197,10 @@ class WorkerProcess:
                 text=True,
                 encoding="utf-8",
             )
+            # The container's processes are not children of ours; its memory comes from the worker's VmHWM.
             sampler = MemorySampler(process.pid, self._sample_interval)
-            sampler.start()
+            if self._container is None:
+                sampler.start()
             assert process.stdin is not None and process.stdout is not None
             try:
                 process.stdin.write(json.dumps({**job, "limits": job_limits}))
@@ -200,7 +220,8 @@ class WorkerProcess:
                     outcome.peak_rss_source = "VmHWM of the worker (/proc/self/status)"
                 on_event(event)
             self._reap(process, outcome)
-            sampler.stop()
+            if self._container is None:
+                sampler.stop()
             outcome.memory_samples = sampler.samples
             outcome.sampled_peak_rss_bytes = sampler.peak
         finally:

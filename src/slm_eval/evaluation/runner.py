@@ -6,6 +6,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,7 +15,8 @@ from typing import Any
 
 from slm_eval.backends.catalogue import choose_backend
 from slm_eval.devices.cpus import usable_cpu_count
-from slm_eval.devices.sandbox import SandboxLimits, WorkerOutcome, WorkerProcess, docker_engine_reachable, limits_for
+from slm_eval.devices.docker_sandbox import choose_docker, docker_command
+from slm_eval.devices.sandbox import SandboxLimits, WorkerOutcome, WorkerProcess, limits_for
 from slm_eval.errors import UserError
 from slm_eval.evaluation.plan import CLEAN, RequestSpec, RunSettings, build_requests
 from slm_eval.logs import get_logger
@@ -38,6 +40,7 @@ class RunContext:
     python: str | None = None
     on_progress: ProgressCallback | None = None
     use_cgroup: bool = True
+    allow_docker: bool = True
     sample_interval_s: float = 0.05
 
 
@@ -53,7 +56,7 @@ class SessionResult:
     fits: bool = True
     fits_reason: str = ""
     weights_bytes: int | None = None
-    docker_reachable: bool = False
+    sandbox_note: str = ""
 
 
 def weights_size_bytes(path: Path | None) -> int | None:
@@ -105,7 +108,6 @@ def run_session(
     entry = choose_backend(card, settings.backend)
     location = card.source.locate(context.cache_dir) if entry.needs_weights else None
     result = SessionResult(session=session, outcome=None, weights_bytes=weights_size_bytes(location))
-    result.docker_reachable = docker_engine_reachable()
     memory_mib = settings.device.memory_mib
     if memory_mib is not None and result.weights_bytes is not None and result.weights_bytes > memory_mib * 1024 * 1024:
         result.fits = False
@@ -129,12 +131,22 @@ def run_session(
         "requests": [{"key": r.key, "prompt": r.prompt, "max_new_tokens": settings.max_new_tokens} for r in requests],
     }
     specs = {r.key: r for r in requests}
+    docker = choose_docker(settings.device.name) if context.allow_docker else None
+    result.sandbox_note = docker.reason if docker else "limits applied to a local worker process"
+    container = None
+    if docker is not None and docker.use_docker:
+        # Packaged weights live in the image; a local model or the cache is mounted at the same path.
+        mounts = [context.cache_dir]
+        if location is not None and not location.resolve().is_relative_to(Path(sys.prefix).resolve()):
+            mounts.append(location)
+        container = docker_command(limits, docker.image, [m for m in mounts if m.exists()])
     worker = WorkerProcess(
         limits,
         python=context.python or _python(),
         stderr_path=paths.root / "worker.log",
         sample_interval_s=context.sample_interval_s,
         use_cgroup=context.use_cgroup,
+        container_command=container,
     )
     energy_start: tuple[float, float] | None = None
     done = 0
@@ -249,6 +261,4 @@ def _usable_cpus() -> list[int]:
 
 
 def _python() -> str:
-    import sys
-
     return sys.executable

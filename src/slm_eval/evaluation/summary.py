@@ -17,7 +17,7 @@ from slm_eval.evaluation.plan import CLEAN, RunSettings
 from slm_eval.evaluation.runner import SessionResult
 from slm_eval.evaluation.validity import check_validity
 from slm_eval.metrics.energy import power_figures
-from slm_eval.metrics.figures import Figure
+from slm_eval.metrics.figures import Figure, FigureLabel
 from slm_eval.metrics.quality import summarize_scores
 from slm_eval.metrics.robustness import RobustnessResult
 from slm_eval.metrics.timing import distribution
@@ -88,7 +88,7 @@ def _timed(records: Sequence[Record], session: int) -> list[Record]:
     ]
 
 
-def latency_metric(timed: Sequence[Record]) -> dict[str, Any]:
+def latency_metric(timed: Sequence[Record], label: FigureLabel = "measured") -> dict[str, Any]:
     """Distributions of TTFT, time per output token, end-to-end time and tokens/s, in ms and tokens/s."""
     series = {
         "time_to_first_token": ("ttft_ms", "ms"),
@@ -100,7 +100,7 @@ def latency_metric(timed: Sequence[Record]) -> dict[str, Any]:
     result: dict[str, Any] = {"requests": len(timed)}
     for name, (key, unit) in series.items():
         spread = distribution([float(r[key]) for r in timed if r.get(key) is not None])
-        result[name] = spread.to_dict(unit, "measured") if spread is not None else None
+        result[name] = spread.to_dict(unit, label) if spread is not None else None
     return result
 
 
@@ -149,16 +149,18 @@ def summarize(
         [float(r["tpot_ms"]) / 1000 for r in timed if r.get("tpot_ms") is not None],
     )
     summary["validity"] = validity.to_dict()
+    # The fake backend's timings are set by its script, not read from a clock.
+    timing_label: FigureLabel = "scripted" if summary["model"]["backend"] == "fake" else "measured"
     if "accuracy" in settings.metrics:
         metrics["accuracy"] = accuracy_metric(scored, settings)
     if "latency" in settings.metrics:
-        metrics["latency"] = latency_metric(timed)
+        metrics["latency"] = latency_metric(timed, timing_label)
         if host_capacity is not None:
             metrics["latency"]["projection"] = _projection(settings, session, timed, host_capacity)
     if "memory" in settings.metrics:
         metrics["memory"] = _memory(session)
     if "inference_time" in settings.metrics:
-        metrics["inference_time"] = _inference_time(timed, records, session.session)
+        metrics["inference_time"] = _inference_time(records, session.session, timing_label)
     if "power" in settings.metrics:
         metrics["power"] = _power(settings, session, timed)
     if "robustness" in settings.metrics:
@@ -189,15 +191,10 @@ def _device_section(settings: RunSettings, session: SessionResult) -> dict[str, 
     if outcome is None:
         section["sandbox"] = None
         return section
-    docker_note = (
-        "a Docker engine is reachable, but the worker ran as a local process"
-        if session.docker_reachable
-        else "no Docker engine reachable; the profile's limits were applied to a local worker process"
-    )
     section.update(
         {
             "sandbox": outcome.sandbox,
-            "sandbox_note": docker_note,
+            "sandbox_note": session.sandbox_note,
             "memory_enforcement": outcome.memory_enforcement,
             "limits": {
                 "cpus": list(outcome.limits.cpus) if outcome.limits.cpus else None,
@@ -243,16 +240,16 @@ def _mib(value: object) -> float | None:
     return None if value is None else int(value) / MIB  # type: ignore[call-overload]
 
 
-def _inference_time(timed: Sequence[Record], records: Sequence[Record], session: int) -> dict[str, Any]:
+def _inference_time(records: Sequence[Record], session: int, label: FigureLabel) -> dict[str, Any]:
     clean = [
         r for r in records if r.get("session") == session and r.get("kind") == "eval" and r.get("perturbation") == CLEAN
     ]
     per_example = distribution([float(r["e2e_ms"]) for r in clean if r.get("e2e_ms") is not None])
     total = sum(float(r["e2e_ms"]) for r in clean if r.get("e2e_ms") is not None) / 1000
     return {
-        "task_total": Figure(total, "s", "measured").to_dict(),
+        "task_total": Figure(total, "s", label).to_dict(),
         "examples": len(clean),
-        "per_example": per_example.to_dict("ms", "measured") if per_example is not None else None,
+        "per_example": per_example.to_dict("ms", label) if per_example is not None else None,
     }
 
 
