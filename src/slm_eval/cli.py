@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         app(args=args, prog_name="slm-eval")
     except UserError as exc:
         _fail(str(exc), exc.exit_code, debug)
+    except MemoryError as exc:
+        _fail(f"out of memory: {exc}" if str(exc) else "out of memory", 1, debug)
     except Exception as exc:
         logging.getLogger("slm_eval").debug("unexpected error", exc_info=True)
         _fail(

@@ -204,6 +204,12 @@ def load(card: ModelCard, location: Path | None, options: LoadOptions) -> LlamaC
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
+        if "context" in str(exc).lower():
+            # The weights loaded but the KV cache and compute buffers could not be allocated.
+            raise MemoryError(
+                f"llama.cpp could not allocate a context of {options.context_length} tokens for {location.name} "
+                f"({exc}); lower --context-length or give the model more memory"
+            ) from exc
         raise UserError(
             f"llama.cpp cannot load {location}: the file is truncated, corrupt or of an unsupported "
             f"architecture ({exc})"

@@ -39,7 +39,9 @@ class MemoryCgroup:
         own = own_memory_cgroup()
         if own is None or not (root / "memory.limit_in_bytes").exists():
             return None
-        path = root / own.lstrip("/") / name
+        parent = root / own.lstrip("/")
+        sweep_stale_groups(parent)
+        path = parent / name
         try:
             path.mkdir(parents=False, exist_ok=True)
             (path / "memory.limit_in_bytes").write_text(str(limit_bytes), encoding="ascii")
@@ -77,6 +79,37 @@ class MemoryCgroup:
         """Remove the group (its processes must have exited); errors are ignored."""
         with contextlib.suppress(OSError):
             self.path.rmdir()
+
+
+def sweep_stale_groups(parent: Path, prefix: str = "slm-eval-") -> list[Path]:
+    """Remove empty groups named ``slm-eval-<pid>-*`` whose creating process is gone (a killed evaluate).
+
+    Returns:
+        The groups removed.
+    """
+    removed: list[Path] = []
+    try:
+        children = [child for child in parent.iterdir() if child.is_dir() and child.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for child in children:
+        owner = child.name[len(prefix) :].split("-", 1)[0]
+        if owner.isdigit() and _pid_alive(int(owner)):
+            continue
+        with contextlib.suppress(OSError):
+            child.rmdir()  # the kernel refuses while processes remain in it
+            removed.append(child)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def join_cgroup(path: Path, pid: int | None = None) -> None:

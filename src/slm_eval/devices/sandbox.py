@@ -118,8 +118,12 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._process.status() == psutil.STATUS_ZOMBIE:
+                    return  # exited, not yet reaped: its RSS reads as 0
                 rss = self._process.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                return
+            if rss == 0:
                 return
             self.samples.append((self._clock() - self._started, int(rss)))
             self._stop.wait(self._interval)

@@ -7,11 +7,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from slm_eval.devices.profiles import EvaluationConfig, get_profile
+from slm_eval.errors import UserError
 from slm_eval.evaluation.plan import RunSettings, select_metrics
 from slm_eval.evaluation.runner import ProgressCallback, RunContext, SessionResult, run_session
 from slm_eval.evaluation.summary import HostPerformanceSource, summarize
@@ -61,15 +62,19 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
     profile = get_profile(config, request.device)
     metrics = select_metrics(request.metrics, card, config.metrics)
     if request.limit is not None and request.limit < 1:
-        from slm_eval.errors import UserError
-
         raise UserError(f"--limit must be at least 1 (got {request.limit}); leave it out to use every example")
-    task = resolve_task(request.dataset)
+    rate = config.robustness.rate if request.robustness_rate is None else request.robustness_rate
+    if not 0 < rate <= 1:
+        raise UserError(f"--robustness-rate must be above 0 and at most 1 (got {rate:g})")
+    dataset = request.dataset
+    if dataset is not None and Path(dataset).expanduser().exists():
+        dataset = str(Path(dataset).expanduser().resolve())  # so --resume works from any folder
+    task = resolve_task(dataset)
     settings = RunSettings(
         run_id=new_run_id(card.name),
         model=card.name,
         backend=request.backend,
-        dataset=request.dataset,
+        dataset=dataset,
         task=task.name,
         limit=request.limit,
         seed=request.seed,
@@ -79,7 +84,7 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
         threads=request.threads,
         context_length=request.context_length,
         validity=config.validity,
-        robustness_rate=request.robustness_rate or config.robustness.rate,
+        robustness_rate=rate,
         perturbations=tuple(config.robustness.perturbations),
         bootstrap_confidence=config.bootstrap.confidence,
         bootstrap_resamples=config.bootstrap.resamples,
@@ -123,9 +128,17 @@ def execute(
 def new_run(
     request: EvaluateRequest, config: EvaluationConfig, results_dir: Path
 ) -> tuple[RunSettings, ModelCard, RunPaths]:
-    """Plan a fresh run and choose its folder."""
+    """Plan a fresh run and claim a new folder for it (never one that another run holds)."""
     settings, card = plan_run(request, config)
-    return settings, card, RunPaths(results_dir / settings.run_id)
+    for _ in range(5):
+        root = results_dir / settings.run_id
+        try:
+            root.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            settings = replace(settings, run_id=new_run_id(card.name))
+            continue
+        return settings, card, RunPaths(root)
+    raise UserError(f"could not find a free run folder in {results_dir}; try again")
 
 
 def resumed_run(run_id: str, results_dir: Path) -> tuple[RunSettings, ModelCard, RunPaths]:
