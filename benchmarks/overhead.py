@@ -6,7 +6,10 @@ Both load the same GGUF with the same threads and context, answer the same chat-
 alternating which goes first. The raw loop is what a user would write by hand: ``Llama.generate``
 plus ``detokenize`` per token. The figure is decode tokens/s (first to last output token).
 
-Target: median tokens/s ratio (slm-eval / raw) >= 0.97.
+The ratio held to the target is the median of the per-round ratios (each round's pair runs back to back, so
+drift in the machine's speed cancels); the ratio of the two medians is printed beside it.
+
+Target: tokens/s ratio (slm-eval / raw) >= 0.97.
 
 Example:
     .venv/bin/python benchmarks/overhead.py --rounds 8
@@ -48,7 +51,7 @@ def raw_decode_rate(llm: llama_cpp.Llama, prompt_tokens: list[int], new_tokens: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved pairs of runs")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved pairs of runs")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=usable_cpu_count())
     parser.add_argument("--context-length", type=int, default=1024)
@@ -98,7 +101,7 @@ def main() -> None:
 
     raw_median = statistics.median(raw_rates)
     harness_median = statistics.median(harness_rates)
-    ratio = harness_median / raw_median
+    ratio = statistics.median(h / r for h, r in zip(harness_rates, raw_rates, strict=True))
     print(
         json.dumps(
             {
@@ -113,6 +116,7 @@ def main() -> None:
                 "raw_llama_cpp": {"median": round(raw_median, 2), "runs": [round(r, 2) for r in raw_rates]},
                 "slm_eval": {"median": round(harness_median, 2), "runs": [round(r, 2) for r in harness_rates]},
                 "ratio": round(ratio, 4),
+                "ratio_of_medians": round(harness_median / raw_median, 4),
                 "target": {"ratio_min": TARGET_RATIO},
                 "pass": ratio >= TARGET_RATIO,
             }
