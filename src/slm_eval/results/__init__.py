@@ -1,0 +1,1 @@
+"""Results on disk: append-only records, summaries and reports."""
