@@ -54,7 +54,7 @@ def test_the_report_shows_the_summary_figures_with_their_labels(docker_run: Eval
     text = markdown.read_text(encoding="utf-8")
     summary = docker_run.summary
     f1 = summary["metrics"]["accuracy"]["f1"]
-    assert f"| f1 | {fmt(f1['mean'])} | {fmt(f1['low'])} \u2013 {fmt(f1['high'])} | {f1['n']} | measured |" in text
+    assert f"| f1 | {fmt(f1['mean'])} | {fmt(f1['low'])} - {fmt(f1['high'])} | {f1['n']} | measured |" in text
     power = summary["metrics"]["power"]["energy_per_request"]
     assert f"| energy per request | {fmt(power['value'])} | J | estimated |" in text
     assert "| fits the device | true |" in text

@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 Record = Mapping[str, Any]
 
@@ -36,8 +36,8 @@ def accuracy_bars(accuracy: Mapping[str, Any], robustness: Mapping[str, Any] | N
         return None
     names = list(accuracy)
     means = [float(accuracy[n]["mean"]) for n in names]
-    lows = [m - float(accuracy[n]["low"]) for m, n in zip(means, names)]
-    highs = [float(accuracy[n]["high"]) - m for m, n in zip(means, names)]
+    lows = [m - float(accuracy[n]["low"]) for m, n in zip(means, names, strict=False)]
+    highs = [float(accuracy[n]["high"]) - m for m, n in zip(means, names, strict=False)]
     perturbations = (robustness or {}).get("perturbations", {})
     columns = 2 if perturbations else 1
     figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 3.2), squeeze=False)
@@ -80,8 +80,8 @@ def comparison_bars(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | Non
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     means = [row.get("score_mean") or 0.0 for row in rows]
     errors = [
-        [m - (row.get("score_low") or m) for m, row in zip(means, rows)],
-        [(row.get("score_high") or m) - m for m, row in zip(means, rows)],
+        [m - (row.get("score_low") or m) for m, row in zip(means, rows, strict=False)],
+        [(row.get("score_high") or m) - m for m, row in zip(means, rows, strict=False)],
     ]
     axes[0].bar(labels, means, yerr=errors, capsize=6, color="#70ad47")
     axes[0].set_ylim(0, 1)

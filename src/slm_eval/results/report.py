@@ -63,7 +63,7 @@ def render_run_report(paths: RunPaths) -> tuple[Path, Path]:
         doc.table(
             ["score", "mean", "95% CI", "n", "label"],
             [
-                [name, fmt(a["mean"]), f"{fmt(a['low'])} – {fmt(a['high'])}", a["n"], a["label"]]
+                [name, fmt(a["mean"]), f"{fmt(a['low'])} - {fmt(a['high'])}", a["n"], a["label"]]
                 for name, a in metrics["accuracy"].items()
             ],
         )
@@ -75,7 +75,14 @@ def render_run_report(paths: RunPaths) -> tuple[Path, Path]:
         doc.table(
             ["perturbation", "clean", "perturbed", "drop", "relative drop", "n"],
             [
-                [name, fmt(p["clean_score"]), fmt(p["perturbed_score"]), fmt(p["drop"]), fmt(p["relative_drop"]), p["n"]]
+                [
+                    name,
+                    fmt(p["clean_score"]),
+                    fmt(p["perturbed_score"]),
+                    fmt(p["drop"]),
+                    fmt(p["relative_drop"]),
+                    p["n"],
+                ]
                 for name, p in rob["perturbations"].items()
             ],
         )
@@ -117,7 +124,18 @@ def _latency(doc: Document, latency: Mapping[str, Any]) -> None:
     for title, key in LATENCY_ROWS:
         d = latency.get(key)
         if d:
-            rows.append([title, fmt(d["p50"]), fmt(d["p90"]), fmt(d["p99"]), fmt(d["mean"]), fmt(d["std"]), d["unit"], d["label"]])
+            rows.append(
+                [
+                    title,
+                    fmt(d["p50"]),
+                    fmt(d["p90"]),
+                    fmt(d["p99"]),
+                    fmt(d["mean"]),
+                    fmt(d["std"]),
+                    d["unit"],
+                    d["label"],
+                ]
+            )
     doc.table(["", "p50", "p90", "p99", "mean", "std", "unit", "label"], rows)
     projection = latency.get("projection")
     if projection:
@@ -170,7 +188,11 @@ def _how_measured(doc: Document, summary: Mapping[str, Any]) -> None:
         ["limits", str(device.get("limits")), ""],
         ["read back inside the worker", str(device.get("read_back_in_worker")), ""],
         ["validity rules", str(config.get("validity")), ""],
-        ["host", f"{host.get('cpu')} · {host.get('usable_cpus')} CPUs · {host.get('memory_mib')} MiB", host.get("platform", "")],
+        [
+            "host",
+            f"{host.get('cpu')} · {host.get('usable_cpus')} CPUs · {host.get('memory_mib')} MiB",
+            host.get("platform", ""),
+        ],
         ["software", f"python {host.get('python')}, slm-eval {host.get('slm_eval')}", str(host.get("packages"))],
     ]
     doc.table(["what", "value", "note"], rows)
@@ -216,9 +238,24 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
     summaries = [read_json(run.summary) for run in runs]
     rows = comparison_rows(summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["run_id", "model", "device", "fits", "valid", "score", "score_mean", "score_low", "score_high",
-               "ttft_p50_ms", "tpot_p50_ms", "decode_tps", "peak_rss_mib", "energy_per_request_j", "energy_label",
-               "size_mib"]
+    columns = [
+        "run_id",
+        "model",
+        "device",
+        "fits",
+        "valid",
+        "score",
+        "score_mean",
+        "score_low",
+        "score_high",
+        "ttft_p50_ms",
+        "tpot_p50_ms",
+        "decode_tps",
+        "peak_rss_mib",
+        "energy_per_request_j",
+        "energy_label",
+        "size_mib",
+    ]
     csv_path = out_dir / "comparison.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -227,13 +264,35 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
     doc = Document(f"Comparison of {len(rows)} runs")
     doc.add(Paragraph("Measured on this host unless a figure says otherwise; energy is labelled per run."))
     doc.table(
-        ["run", "model", "device", "fits", "valid", "score (95% CI)", "TTFT p50 ms", "TPOT p50 ms", "decode tok/s",
-         "peak RSS MiB", "energy/request J", "size MiB"],
         [
-            [r["run_id"], r["model"], r["device"], fmt(r["fits"]), fmt(r["valid"]),
-             f"{r['score']} {fmt(r['score_mean'])} ({fmt(r['score_low'])}–{fmt(r['score_high'])})",
-             fmt(r["ttft_p50_ms"]), fmt(r["tpot_p50_ms"]), fmt(r["decode_tps"]), fmt(r["peak_rss_mib"]),
-             f"{fmt(r['energy_per_request_j'])} ({r['energy_label'] or 'n/a'})", fmt(r["size_mib"])]
+            "run",
+            "model",
+            "device",
+            "fits",
+            "valid",
+            "score (95% CI)",
+            "TTFT p50 ms",
+            "TPOT p50 ms",
+            "decode tok/s",
+            "peak RSS MiB",
+            "energy/request J",
+            "size MiB",
+        ],
+        [
+            [
+                r["run_id"],
+                r["model"],
+                r["device"],
+                fmt(r["fits"]),
+                fmt(r["valid"]),
+                f"{r['score']} {fmt(r['score_mean'])} ({fmt(r['score_low'])}-{fmt(r['score_high'])})",
+                fmt(r["ttft_p50_ms"]),
+                fmt(r["tpot_p50_ms"]),
+                fmt(r["decode_tps"]),
+                fmt(r["peak_rss_mib"]),
+                f"{fmt(r['energy_per_request_j'])} ({r['energy_label'] or 'n/a'})",
+                fmt(r["size_mib"]),
+            ]
             for r in rows
         ],
     )
