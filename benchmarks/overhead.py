@@ -21,11 +21,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import llama_cpp
-
+from raw_llama import open_raw, raw_decode_rate
 from slm_eval.backends.base import GenerationRequest, LoadOptions
 from slm_eval.backends.catalogue import BACKENDS, load_backend
 from slm_eval.backends.llamacpp import LlamaCppBackend
@@ -34,18 +32,6 @@ from slm_eval.models.catalogue import default_registry
 
 TARGET_RATIO = 0.97
 PROMPT = "Write a detailed report on how officers at a land border check a traveller's passport and visa."
-
-
-def raw_decode_rate(llm: llama_cpp.Llama, prompt_tokens: list[int], new_tokens: int) -> float:
-    """Tokens/s of a hand-written llama-cpp-python loop, first to last output token."""
-    llm.reset()
-    times: list[float] = []
-    for token in llm.generate(prompt_tokens, temp=0.0, top_k=40, top_p=0.95, repeat_penalty=1.0):
-        times.append(time.perf_counter())
-        llm.detokenize([token])
-        if len(times) == new_tokens:
-            break
-    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def main() -> None:
@@ -63,14 +49,7 @@ def main() -> None:
     backend = load_backend(BACKENDS["llamacpp"], card, options, args.cache_dir)
     assert isinstance(backend, LlamaCppBackend)
     path = card.source.locate(args.cache_dir)
-    raw = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=args.context_length,
-        n_batch=min(512, args.context_length),
-        n_threads=args.threads,
-        n_threads_batch=args.threads,
-        verbose=False,
-    )
+    raw = open_raw(path, args.threads, args.context_length)
     request = GenerationRequest(prompt=PROMPT, max_new_tokens=args.tokens, ignore_eos=True)
     prompt_tokens = backend.tokenize(backend.format_prompt(request))
 

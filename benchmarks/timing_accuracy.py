@@ -23,12 +23,10 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
-
+from raw_llama import open_raw, raw_decode_rate
 from slm_eval.devices.cpus import usable_cpu_count
 from slm_eval.devices.sandbox import WorkerProcess, limits_for
 from slm_eval.models.catalogue import default_registry
@@ -50,18 +48,6 @@ def worker_job(model: str, threads: int, tokens: int, requests: int, cache_dir: 
             for index in range(requests + 1)
         ],
     }
-
-
-def raw_rate(llm: llama_cpp.Llama, tokens: list[int], new_tokens: int) -> float:
-    """Decode tokens/s of a hand-written loop, first to last output token."""
-    llm.reset()
-    times: list[float] = []
-    for token in llm.generate(tokens, temp=0.0, top_k=40, top_p=0.95, repeat_penalty=1.0):
-        times.append(time.perf_counter())
-        llm.detokenize([token])
-        if len(times) == new_tokens:
-            break
-    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def time_v_peak_kib(job: dict[str, Any]) -> int:
@@ -96,9 +82,7 @@ def main() -> None:
     worker = WorkerProcess(limits_for(None, None, cpus), use_cgroup=False)
     job = worker_job(card.name, args.threads, args.tokens, 1, args.cache_dir)
 
-    raw = llama_cpp.Llama(
-        model_path=str(path), n_ctx=1024, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
-    )
+    raw = open_raw(path, args.threads, 1024)
     # The same chat-formatted prompt the backend builds.
     from slm_eval.backends.base import GenerationRequest, LoadOptions
     from slm_eval.backends.llamacpp import load
@@ -107,7 +91,7 @@ def main() -> None:
     prompt_tokens = formatter.tokenize(formatter.format_prompt(GenerationRequest(prompt=PROMPT)))
     formatter.close()
 
-    raw_rate(raw, prompt_tokens, args.tokens)  # warm-up
+    raw_decode_rate(raw, prompt_tokens, args.tokens)  # warm-up
     raw_rates: list[float] = []
     harness_rates: list[float] = []
     for round_index in range(args.rounds):
@@ -115,11 +99,11 @@ def main() -> None:
         keep = results.append
         raw_first = round_index % 2 == 0
         if raw_first:
-            raw_rates.append(raw_rate(raw, prompt_tokens, args.tokens))
+            raw_rates.append(raw_decode_rate(raw, prompt_tokens, args.tokens))
         worker.run(job, lambda event, keep=keep: keep(event) if event["event"] == "result" else None)
         harness_rates.append(float(results[-1]["decode_tps"]))
         if not raw_first:
-            raw_rates.append(raw_rate(raw, prompt_tokens, args.tokens))
+            raw_rates.append(raw_decode_rate(raw, prompt_tokens, args.tokens))
         print(
             f"round {round_index + 1}: raw {raw_rates[-1]:.1f}, harness {harness_rates[-1]:.1f} tok/s", file=sys.stderr
         )

@@ -124,7 +124,7 @@ class _StreamingListener:
 
     def on_start(self, index: int, prompt: str) -> None:
         if self._show_prompt:
-            self._console.print(f"> {prompt}", style="bold cyan", markup=False, highlight=False)
+            self._console.print(f"> {prompt}", style="bold cyan", markup=False, highlight=False, soft_wrap=True)
 
     def on_token(self, index: int, piece: str) -> None:
         sys.stdout.write(piece)

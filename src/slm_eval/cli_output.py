@@ -90,7 +90,8 @@ def _figure(figure: Mapping[str, Any] | None, digits: int = 3) -> str:
     if not figure or figure.get("value") is None:
         return "n/a"
     value = float(figure["value"])
-    return f"{value:.{digits}g} {figure.get('unit', '')} ({figure.get('label', '')})"
+    shown = f"{value:,.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
+    return f"{shown} {figure.get('unit', '')} ({figure.get('label', '')})"
 
 
 def _spread(spread: Mapping[str, Any] | None) -> str:

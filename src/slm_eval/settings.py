@@ -10,7 +10,6 @@ Environment variables override the file: ``SLM_EVAL_<SECTION>__<KEY>``, for exam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import read_json_object
 
 ENV_PREFIX = "SLM_EVAL_"
 CONFIG_ENV = "SLM_EVAL_CONFIG"
@@ -83,10 +83,10 @@ def load_settings(config_path: Path | None, environ: Mapping[str, str]) -> Setti
     path = config_path or _path_from_env(environ)
     data: dict[str, Any] = {}
     if path is not None:
-        data = _read_json_object(path)
+        data = read_json_object(path, "config file")
     elif DEFAULT_CONFIG_PATH.is_file():
         path = DEFAULT_CONFIG_PATH
-        data = _read_json_object(path)
+        data = read_json_object(path, "config file")
     sources = {key: str(path) for key in _leaf_keys(data)}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
@@ -103,20 +103,6 @@ def load_settings(config_path: Path | None, environ: Mapping[str, str]) -> Setti
 def _path_from_env(environ: Mapping[str, str]) -> Path | None:
     value = environ.get(CONFIG_ENV)
     return Path(value) if value else None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object at the top level")
-    return data
 
 
 def _set_nested(data: dict[str, Any], keys: list[str], value: str, env_name: str) -> None:

@@ -133,7 +133,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    ("content", "expected"), [(None, "cannot read"), ("{broken", "cannot read"), ("[1]", "JSON object")]
+    ("content", "expected"), [(None, "cannot read"), ("{broken", "is not valid JSON"), ("[1]", "JSON object")]
 )
 def test_read_json_errors_are_user_errors(tmp_path: Path, content: str | None, expected: str) -> None:
     path = tmp_path / "run.json"

@@ -12,7 +12,6 @@ names the profile and the field, e.g.::
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import read_json_object
 
 DEFAULT_EVALUATION_CONFIG_PATH = Path("config") / "evaluation.json"
 PACKAGED_EVALUATION_CONFIG_PATH = Path(__file__).resolve().parent.parent / "data" / "evaluation.json"
@@ -175,16 +175,7 @@ def load_evaluation_config(path: Path) -> EvaluationConfig:
         UserError: the file is missing or not JSON, or a value is impossible; the one-line message
             names the profile (or section) and the field.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read evaluation config {path}: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"evaluation config {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"evaluation config {path} must hold a JSON object at the top level")
+    data = read_json_object(path, "evaluation config")
     try:
         return EvaluationConfig.model_validate(data)
     except ValidationError as exc:

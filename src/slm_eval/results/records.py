@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import read_json_object
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -97,13 +98,7 @@ def read_json(path: Path) -> dict[str, Any]:
     Raises:
         UserError: missing or unreadable.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a JSON object")
-    return data
+    return read_json_object(path, "run file")
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
