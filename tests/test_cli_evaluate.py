@@ -275,3 +275,12 @@ def test_evaluate_smollm2_end_to_end(run_cli: RunCli, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (run / "records.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["kind"] for r in records] == ["warmup", "eval", "eval", "eval", "timing", "timing"]
     assert all(0 < r["output_tokens"] <= 16 for r in records)
+
+
+def test_a_model_whose_weights_are_not_here_fails_before_any_run_folder(run_cli: RunCli, tmp_path: Path) -> None:
+    """The seed's own command, offline: phi-3-mini's weights are on the hub, so one line and no half-made run."""
+    result = run_cli("evaluate", "--model", "phi-3-mini", "--device", "docker-sim", "--metrics", "accuracy", "latency")
+    line = result.error_line()
+    assert "microsoft/Phi-3-mini-128k-instruct" in line
+    assert "hub" in line
+    assert _runs(tmp_path) == []

@@ -239,7 +239,7 @@ def evaluate_command(
             backend=backend,
             robustness_rate=robustness_rate,
         )
-        run_settings, card, paths = new_run(request, config, results_dir)
+        run_settings, card, paths = new_run(request, config, results_dir, settings.paths.cache)
     err = Console(stderr=True)
     err.print(f"run {run_settings.run_id} -> {paths.root}", markup=False, highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from slm_eval.backends.catalogue import choose_backend
 from slm_eval.devices.profiles import EvaluationConfig, get_profile
 from slm_eval.errors import UserError
 from slm_eval.evaluation.plan import RunSettings, select_metrics
@@ -126,10 +127,18 @@ def execute(
 
 
 def new_run(
-    request: EvaluateRequest, config: EvaluationConfig, results_dir: Path
+    request: EvaluateRequest, config: EvaluationConfig, results_dir: Path, cache_dir: Path | None = None
 ) -> tuple[RunSettings, ModelCard, RunPaths]:
-    """Plan a fresh run and claim a new folder for it (never one that another run holds)."""
+    """Plan a fresh run and claim a new folder for it (never one that another run holds).
+
+    With ``cache_dir``, the backend and the weights are checked first, so a run that cannot start
+    leaves no folder behind.
+    """
     settings, card = plan_run(request, config)
+    if cache_dir is not None:
+        entry = choose_backend(card, settings.backend)
+        if entry.needs_weights:
+            card.source.locate(cache_dir)
     for _ in range(5):
         root = results_dir / settings.run_id
         try:
