@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class Example:
         context: supporting text the answer comes from (a passage, a document), or ``None``.
         references: the accepted answers (any one counts as right).
         metadata: free-form labels (source, topic, difficulty) kept in records.
+        target: structured gold data a scorer needs beyond reference strings (labels, entities, a JSON
+            report); JSON-serialisable.
     """
 
     id: str
@@ -24,6 +26,7 @@ class Example:
     references: tuple[str, ...]
     context: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    target: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Task(Protocol):
@@ -49,4 +52,30 @@ class Task(Protocol):
 
     def score(self, example: Example, output: str) -> dict[str, float]:
         """Scores of ``output`` against the example's references, one per name in :attr:`metric_names`."""
+        ...
+
+
+class CorpusTask(Task, Protocol):
+    """A task with corpus-level scores (micro/macro F1, corpus BLEU, rates) and its own output budget.
+
+    The first name of :attr:`metric_names` is the primary per-example score in 0..1 that the benchmark's
+    overall score averages; :meth:`corpus_scores` adds figures that only exist over the whole set.
+    """
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Tokens an answer needs at most."""
+        ...
+
+    @property
+    def corpus_metric_names(self) -> tuple[str, ...]:
+        """The names :meth:`corpus_scores` returns."""
+        ...
+
+    def corpus_scores(self, scored: Sequence[tuple[Example, str]]) -> dict[str, float]:
+        """Scores over every (example, output) pair, e.g. micro F1 or corpus chrF++."""
+        ...
+
+    def parse_error(self, example: Example, output: str) -> str | None:
+        """Why ``output`` could not be parsed (it then scores zero), or ``None`` when it could."""
         ...

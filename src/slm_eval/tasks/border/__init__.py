@@ -1,0 +1,1 @@
+"""The five border-control use cases: data, prompts and scorers."""
