@@ -19,7 +19,7 @@ from slm_eval.tasks.base import Example
 
 def data_path(file_name: str) -> Path:
     """The path of a data file shipped in ``slm_eval/tasks/border/data``."""
-    return Path(str(files("slm_eval.tasks.border").joinpath("data", file_name)))
+    return Path(str(files("slm_eval.tasks.border").joinpath("data").joinpath(file_name)))
 
 
 def load_examples(path: Path) -> list[Example]:
