@@ -89,7 +89,17 @@ def test_the_summary_has_every_metric_with_units_and_labels(full_run: EvaluateOu
     assert summary["schema_version"] == 1
     assert summary["model"]["name"] == "smollm2-135m-instruct"
     assert summary["model"]["backend"] == "fake"
-    assert summary["task"] == {"name": "border-qa", "dataset": None, "limit": LIMIT, "seed": 0, "examples": LIMIT}
+    assert summary["task"] == {
+        "name": "border-qa",
+        "dataset": None,
+        "limit": LIMIT,
+        "seed": 0,
+        "examples": LIMIT,
+        "prefix_cache": False,
+        "primary_score": "f1",
+        "corpus": {},
+        "parse_errors": 0,
+    }
     assert summary["fits"] == {"fits": True, "reason": None}
     assert summary["host"]["python"]
     assert summary["config"]["device"]["name"] == "docker-sim"

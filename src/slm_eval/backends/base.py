@@ -34,6 +34,7 @@ class Capabilities:
         encoder_tasks: the task heads available on an encoder.
         local: runs on this machine, so its memory and energy are this machine's.
         token_counts: ``"exact"`` from the model's tokenizer, or ``"reported"`` by a server.
+        prefix_cache: can reuse the KV cache of a prompt prefix shared between requests.
     """
 
     generate: bool
@@ -43,6 +44,7 @@ class Capabilities:
     encoder_tasks: frozenset[EncoderTask] = frozenset()
     local: bool = True
     token_counts: Literal["exact", "reported"] = "exact"
+    prefix_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class LoadOptions:
         seed: the random seed handed to the runtime.
         clock: the clock every timing is read from.
         chat: force the chat template on or off; ``None`` follows the model card, then the weights.
+        prefix_cache: keep the KV cache between requests so a prompt prefix shared with the previous
+            request (instructions, few-shot examples) is not computed again; time to first token then
+            covers only the new part of the prompt. Off by default, so each request starts cold.
     """
 
     threads: int | None = None
@@ -63,6 +68,7 @@ class LoadOptions:
     seed: int = 0
     clock: Clock = field(default_factory=MonotonicClock)
     chat: bool | None = None
+    prefix_cache: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """GGUF models through llama-cpp-python: explicit threads, the model's chat template, greedy streaming.
 
-Each request starts from an empty KV cache, so time to first token always includes the whole prompt;
-llama-cpp-python's own prefix cache would otherwise make repeated prompts look faster than they are.
+By default each request starts from an empty KV cache, so time to first token always includes the whole
+prompt. With ``LoadOptions(prefix_cache=True)`` the cache is kept, and llama-cpp-python evaluates only the
+part of a prompt that differs from the previous one (a shared instruction and few-shot prefix).
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ class LlamaCppBackend:
         self._clock = options.clock
         self._context_length = int(llm.n_ctx())
         self._formatter = _chat_formatter(llm) if chat else None
-        self.capabilities = Capabilities(generate=True, streaming=True, chat_template=self._formatter is not None)
+        self._prefix_cache = options.prefix_cache
+        self.capabilities = Capabilities(
+            prefix_cache=True, generate=True, streaming=True, chat_template=self._formatter is not None
+        )
 
     @property
     def parameter_count(self) -> int | None:
@@ -136,7 +140,8 @@ class LlamaCppBackend:
         stream = StopStringStream(request.stop, None if on_token is None else lambda piece: on_token(index, piece))
         token_times: list[float] = []
         finish: FinishReason = "length"
-        llm.reset()
+        if not self._prefix_cache:
+            llm.reset()  # llama-cpp-python would otherwise reuse the longest prefix kept from the last request
         started = self._clock.now()
         for token in llm.generate(tokens, temp=request.temperature, top_k=40, top_p=0.95, repeat_penalty=1.0):
             now = self._clock.now()

@@ -110,6 +110,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         context_length=int(load.get("context_length", 2048)),
         seed=int(load.get("seed", 0)),
         chat=load.get("chat"),
+        prefix_cache=bool(load.get("prefix_cache", False)),
     )
     process = psutil.Process()
     rss_before = process.memory_info().rss

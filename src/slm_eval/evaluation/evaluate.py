@@ -22,7 +22,8 @@ from slm_eval.metrics.energy import detect_energy_reader
 from slm_eval.models.catalogue import default_registry
 from slm_eval.models.registry import ModelCard
 from slm_eval.results.records import RunPaths, find_run, new_run_id, read_json, read_records, write_json
-from slm_eval.tasks.squad import resolve_task, select_examples
+from slm_eval.tasks.catalogue import resolve_task
+from slm_eval.tasks.squad import select_examples
 
 log = get_logger(__name__)
 
@@ -102,8 +103,13 @@ def execute(
     on_progress: ProgressCallback | None = None,
     measure_host: bool = True,
     write_report: bool = True,
+    host_capacity: HostPerformanceSource | None = None,
 ) -> EvaluateOutcome:
-    """Run (or continue) the evaluation in ``paths`` and write its summary and report."""
+    """Run (or continue) the evaluation in ``paths`` and write its summary and report.
+
+    ``host_capacity`` reuses this machine's measured bandwidth and compute for the projection (a benchmark
+    measures them once); otherwise they are measured here when ``measure_host`` is set.
+    """
     task = resolve_task(settings.dataset)
     examples = select_examples(task.examples(), settings.limit, settings.seed)
     context = RunContext(
@@ -113,10 +119,10 @@ def execute(
         on_progress=on_progress,
     )
     session: SessionResult = run_session(settings, card, task, examples, context)
-    host = None
-    if measure_host and session.fits and "latency" in settings.metrics:
+    host = host_capacity
+    if host is None and measure_host and session.fits and "latency" in settings.metrics:
         host = HostPerformanceSource.measure()
-    summary = summarize(settings, card, list(read_records(paths.records)), session, host)
+    summary = summarize(settings, card, list(read_records(paths.records)), session, host, task, examples)
     write_json(paths.summary, summary)
     report = None
     if write_report:

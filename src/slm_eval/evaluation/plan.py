@@ -64,6 +64,7 @@ class RunSettings:
     perturbations: tuple[str, ...]
     bootstrap_confidence: float = 0.95
     bootstrap_resamples: int = 1000
+    prefix_cache: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

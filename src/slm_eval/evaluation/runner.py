@@ -127,7 +127,12 @@ def run_session(
         "model": card.name,
         "backend": entry.name,
         "cache_dir": str(context.cache_dir),
-        "load": {"threads": limits.threads, "context_length": settings.context_length, "seed": settings.seed},
+        "load": {
+            "threads": limits.threads,
+            "context_length": settings.context_length,
+            "seed": settings.seed,
+            "prefix_cache": settings.prefix_cache,
+        },
         "requests": [{"key": r.key, "prompt": r.prompt, "max_new_tokens": settings.max_new_tokens} for r in requests],
     }
     specs = {r.key: r for r in requests}
@@ -198,8 +203,11 @@ def _record(
     by_key: Mapping[tuple[str, str], Example],
 ) -> dict[str, Any]:
     scores = None
+    parse_error = None
     if spec.kind == "eval":
-        scores = task.score(by_key[(spec.example_id, spec.perturbation)], str(event["text"]))
+        example = by_key[(spec.example_id, spec.perturbation)]
+        scores = task.score(example, str(event["text"]))
+        parse_error = task.parse_error(example, str(event["text"]))
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": settings.run_id,
@@ -211,6 +219,7 @@ def _record(
         "prompt": spec.prompt,
         "output": event["text"],
         "scores": scores,
+        "parse_error": parse_error,
         "prompt_tokens": event["prompt_tokens"],
         "output_tokens": event["output_tokens"],
         "finish_reason": event["finish_reason"],

@@ -23,6 +23,7 @@ from slm_eval.metrics.robustness import RobustnessResult
 from slm_eval.metrics.timing import distribution
 from slm_eval.models.registry import ModelCard
 from slm_eval.results.records import SCHEMA_VERSION
+from slm_eval.tasks.base import Example, Task
 
 MIB = 1024 * 1024
 Record = Mapping[str, Any]
@@ -104,12 +105,28 @@ def latency_metric(timed: Sequence[Record], label: FigureLabel = "measured") -> 
     return result
 
 
+def corpus_metric(scored: Mapping[tuple[str, str], Record], task: Task, examples: Sequence[Example]) -> dict[str, Any]:
+    """The task's corpus-level scores over the clean outputs, and how many outputs failed to parse."""
+    by_id = {example.id: example for example in examples}
+    clean = [r for (example_id, variant), r in scored.items() if variant == CLEAN and example_id in by_id]
+    pairs = [(by_id[str(r["example_id"])], str(r["output"])) for r in clean]
+    corpus = task.corpus_scores(pairs) if pairs else {}
+    return {
+        "corpus": {
+            name: {"value": value, "unit": "score (0-1)", "label": "measured"} for name, value in corpus.items()
+        },
+        "parse_errors": sum(1 for r in clean if r.get("parse_error")),
+    }
+
+
 def summarize(
     settings: RunSettings,
     card: ModelCard,
     records: Sequence[Record],
     session: SessionResult,
     host_capacity: HostPerformanceSource | None = None,
+    task: Task | None = None,
+    examples: Sequence[Example] = (),
 ) -> dict[str, Any]:
     """The whole ``summary.json`` of a run after its latest session."""
     outcome = session.outcome
@@ -124,7 +141,13 @@ def summarize(
             "backend": session.loaded.get("backend", settings.backend),
             "parameters": session.loaded.get("parameters") or card.parameters,
         },
-        "task": {"name": settings.task, "dataset": settings.dataset, "limit": settings.limit, "seed": settings.seed},
+        "task": {
+            "name": settings.task,
+            "dataset": settings.dataset,
+            "limit": settings.limit,
+            "seed": settings.seed,
+            "prefix_cache": settings.prefix_cache,
+        },
         "device": _device_section(settings, session),
         "fits": {"fits": session.fits, "reason": session.fits_reason or None},
         "sessions": session.session + 1,
@@ -141,8 +164,7 @@ def summarize(
 
     scored = latest_scored(records)
     timed = _timed(records, session.session)
-    examples = len({example for example, variant in scored if variant == CLEAN})
-    summary["task"]["examples"] = examples
+    summary["task"]["examples"] = len({example for example, variant in scored if variant == CLEAN})
     validity = check_validity(
         settings.validity,
         [float(r["e2e_ms"]) / 1000 for r in timed if r.get("e2e_ms") is not None],
@@ -153,6 +175,9 @@ def summarize(
     timing_label: FigureLabel = "scripted" if summary["model"]["backend"] == "fake" else "measured"
     if "accuracy" in settings.metrics:
         metrics["accuracy"] = accuracy_metric(scored, settings)
+        if task is not None:
+            summary["task"].update(corpus_metric(scored, task, examples))
+            summary["task"]["primary_score"] = task.metric_names[0]
     if "latency" in settings.metrics:
         metrics["latency"] = latency_metric(timed, timing_label)
         if host_capacity is not None:

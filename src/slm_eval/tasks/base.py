@@ -30,7 +30,12 @@ class Example:
 
 
 class Task(Protocol):
-    """A scored task."""
+    """A scored task.
+
+    The first name of :attr:`metric_names` is the primary per-example score in 0..1 that summaries and
+    the benchmark's overall score average; :meth:`corpus_scores` adds figures that exist only over the
+    whole set.
+    """
 
     @property
     def name(self) -> str:
@@ -54,14 +59,6 @@ class Task(Protocol):
         """Scores of ``output`` against the example's references, one per name in :attr:`metric_names`."""
         ...
 
-
-class CorpusTask(Task, Protocol):
-    """A task with corpus-level scores (micro/macro F1, corpus BLEU, rates) and its own output budget.
-
-    The first name of :attr:`metric_names` is the primary per-example score in 0..1 that the benchmark's
-    overall score averages; :meth:`corpus_scores` adds figures that only exist over the whole set.
-    """
-
     @property
     def max_new_tokens(self) -> int:
         """Tokens an answer needs at most."""
@@ -69,7 +66,7 @@ class CorpusTask(Task, Protocol):
 
     @property
     def corpus_metric_names(self) -> tuple[str, ...]:
-        """The names :meth:`corpus_scores` returns."""
+        """The names :meth:`corpus_scores` returns (none for a task whose scores are all per example)."""
         ...
 
     def corpus_scores(self, scored: Sequence[tuple[Example, str]]) -> dict[str, float]:
@@ -79,3 +76,7 @@ class CorpusTask(Task, Protocol):
     def parse_error(self, example: Example, output: str) -> str | None:
         """Why ``output`` could not be parsed (it then scores zero), or ``None`` when it could."""
         ...
+
+
+# The border-control use cases implement the whole protocol; the name says which part they rely on.
+CorpusTask = Task

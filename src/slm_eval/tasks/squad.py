@@ -337,6 +337,24 @@ class SquadTask:
             return PROMPT_TEMPLATE_NO_CONTEXT.format(question=example.question.strip())
         return PROMPT_TEMPLATE.format(context=example.context.strip(), question=example.question.strip())
 
+    @property
+    def max_new_tokens(self) -> int:
+        """Extractive answers are short spans."""
+        return 48
+
+    @property
+    def corpus_metric_names(self) -> tuple[str, ...]:
+        """None: SQuAD's F1 and exact match are means of per-example scores."""
+        return ()
+
+    def corpus_scores(self, scored: Sequence[tuple[Example, str]]) -> dict[str, float]:
+        """No corpus-level scores."""
+        return {}
+
+    def parse_error(self, example: Example, output: str) -> str | None:
+        """Any text is an answer; an empty one is reported."""
+        return "empty answer" if not extract_answer(output) else None
+
     def score(self, example: Example, output: str) -> dict[str, float]:
         """F1 and exact match of the answer in ``output`` against the best-matching reference."""
         answer = extract_answer(output)
