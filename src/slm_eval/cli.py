@@ -255,8 +255,108 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(outcome.summary, indent=2, ensure_ascii=False))
         return
-    Console().print(evaluation_table(outcome.summary))
+    _table_console().print(evaluation_table(outcome.summary))
     err.print(f"report: {outcome.report}", markup=False, highlight=False)
+
+
+@app.command("benchmark")
+def benchmark_command(
+    ctx: typer.Context,
+    models: list[str] = typer.Option([], "--model", "-m", help="Models to compare; several allowed (default: config)."),
+    devices: list[str] = typer.Option([], "--device", "-d", help="Device profiles; several allowed (default: config)."),
+    use_cases: list[str] = typer.Option(
+        [],
+        "--use-cases",
+        help="A subset of: document-verification multilingual-triage entity-threat-detection "
+        "customs-help report-generation (default: all).",
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Examples per use case (a seeded sample)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for sampling and perturbations (default: config)."),
+    robustness: bool = typer.Option(False, "--robustness", help="Also re-score on perturbed inputs (OCR noise, ...)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Backend threads (default: the profile's cores)."
+    ),
+    context_length: int | None = typer.Option(None, "--context-length", min=128, help="Context window in tokens."),
+    backend: str | None = typer.Option(None, "--backend", help="Backend to run on (default: by weight format)."),
+    prefix_cache: bool = typer.Option(
+        True, "--prefix-cache/--no-prefix-cache", help="Reuse the KV cache of the shared prompt prefix."
+    ),
+    eval_config: Path | None = typer.Option(
+        None, "--eval-config", help="Profiles, weights, budgets and thresholds (default: config/evaluation.json)."
+    ),
+    resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted benchmark by its id."),
+    as_json: bool = typer.Option(False, "--json", help="Print benchmark.json instead of the verdict table."),
+) -> None:
+    """Run the five border-control use cases and decide PASS / FAIL per model and device, with one report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from slm_eval.cli_output import benchmark_table
+    from slm_eval.devices.profiles import default_evaluation_config_path, load_evaluation_config
+    from slm_eval.evaluation.benchmark import (
+        BenchmarkRequest,
+        benchmark_root,
+        load_plan,
+        plan_benchmark,
+        run_cells,
+        save_plan,
+        summarize_benchmark,
+        write_summary,
+    )
+    from slm_eval.evaluation.evaluate import check_runnable
+    from slm_eval.results.benchmark_report import render_benchmark_report
+
+    settings = _state(ctx).settings
+    results_dir = settings.paths.results
+    if resume is not None:
+        root = benchmark_root(results_dir, resume)
+        cells, requirements = load_plan(root)
+        benchmark_id = root.name
+    else:
+        config = load_evaluation_config(eval_config or default_evaluation_config_path())
+        request = BenchmarkRequest(
+            models=tuple(models or [settings.defaults.model]),
+            devices=tuple(devices or [settings.defaults.device]),
+            use_cases=tuple(use_cases) or None,
+            limit=limit,
+            seed=settings.defaults.seed if seed is None else seed,
+            robustness=robustness,
+            threads=threads,
+            context_length=context_length or settings.defaults.context_length,
+            backend=backend,
+            prefix_cache=prefix_cache,
+        )
+        benchmark_id, cells = plan_benchmark(request, config)
+        registry = default_registry()
+        for model in dict.fromkeys(cell.model for cell in cells):
+            check_runnable(registry.resolve(model), backend, settings.paths.cache)
+        root = results_dir / benchmark_id
+        root.mkdir(parents=True, exist_ok=False)
+        save_plan(root, cells, config)
+        requirements = config.benchmark
+    err = Console(stderr=True)
+    err.print(f"benchmark {benchmark_id} -> {root}", markup=False, highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
+        bar = progress.add_task("starting", total=None)
+
+        def on_cell(name: str, index: int, count: int) -> None:
+            progress.update(bar, description=f"[{index + 1}/{count}] {name}", completed=0, total=None)
+
+        run_cells(
+            root,
+            cells,
+            settings.paths.cache,
+            on_cell,
+            lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    summary = summarize_benchmark(benchmark_id, root, cells, requirements)
+    write_summary(root, summary)
+    markdown, page, _ = render_benchmark_report(root)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    _table_console().print(benchmark_table(summary))
+    err.print(f"report: {page}\n        {markdown}", markup=False, highlight=False)
 
 
 @app.command("report")
@@ -287,14 +387,18 @@ def report_command(
 
 # Options that take several values after one flag, as in ``--metrics accuracy latency model_size``.
 MULTI_VALUE_OPTIONS = frozenset({"--metrics"})
+# ``benchmark`` also takes several models, devices and use cases: ``--model a b --device c d``.
+BENCHMARK_MULTI_VALUE_OPTIONS = frozenset({"--model", "-m", "--device", "-d", "--use-cases"})
 
 
 def expand_multi_value_options(args: list[str]) -> list[str]:
     """``--metrics a b`` becomes ``--metrics a --metrics b``; values stop at the next ``-``-prefixed word."""
     expanded: list[str] = []
     current: str | None = None
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    multi = MULTI_VALUE_OPTIONS | (BENCHMARK_MULTI_VALUE_OPTIONS if command == "benchmark" else frozenset())
     for arg in args:
-        if arg in MULTI_VALUE_OPTIONS:
+        if arg in multi:
             current = arg
             expanded.append(arg)
         elif current is not None and not arg.startswith("-"):

@@ -146,3 +146,29 @@ def evaluation_table(summary: Mapping[str, Any]) -> Table:
     for name, drop in metrics.get("robustness", {}).get("perturbations", {}).items():
         table.add_row(f"robustness: {name}", f"{drop['perturbed_score']:.3f} (drop {drop['drop']:+.3f})")
     return table
+
+
+def benchmark_table(summary: Mapping[str, Any]) -> Table:
+    """One row per use case under each model and device, then the overall score and the verdict."""
+    table = Table(title=f"Benchmark {summary['benchmark_id']}", title_justify="left")
+    for column in ("model", "device", "use case", "score", "p90 latency", "verdict"):
+        table.add_column(column)
+    for entry in summary["results"]:
+        for use_case in entry["use_cases"]:
+            mean = use_case["mean"]
+            latency = use_case["latency_p90_ms"]
+            table.add_row(
+                entry["model"],
+                entry["device"],
+                use_case["use_case"],
+                "n/a" if mean is None else f"{use_case['primary_score']} {mean:.3f}",
+                "n/a" if latency is None else f"{latency:,.0f} ms ({use_case['latency_label']})",
+                "",
+            )
+        overall = entry.get("overall")
+        verdict = entry["verdict"]
+        score = "n/a" if not overall else f"{overall['mean']:.3f} ({overall['low']:.3f}-{overall['high']:.3f})"
+        table.add_row(entry["model"], entry["device"], "overall", score, "", verdict["verdict"], style="bold")
+        for reason in verdict["reasons"][:6]:
+            table.add_row("", "", "", "", "", reason, style="dim")
+    return table

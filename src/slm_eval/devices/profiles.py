@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from slm_eval.errors import UserError
+from slm_eval.evaluation.benchmark_settings import BenchmarkSettings
 from slm_eval.json_files import read_json_object
 
 DEFAULT_EVALUATION_CONFIG_PATH = Path("config") / "evaluation.json"
@@ -133,6 +134,7 @@ class EvaluationConfig(_Frozen):
     robustness: RobustnessSettings = RobustnessSettings()
     bootstrap: BootstrapSettings = BootstrapSettings()
     metrics: tuple[str, ...] = KNOWN_METRICS
+    benchmark: BenchmarkSettings = BenchmarkSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -142,9 +142,7 @@ def new_run(
     """
     settings, card = plan_run(request, config)
     if cache_dir is not None:
-        entry = choose_backend(card, settings.backend)
-        if entry.needs_weights:
-            card.source.locate(cache_dir)
+        check_runnable(card, settings.backend, cache_dir)
     for _ in range(5):
         root = results_dir / settings.run_id
         try:
@@ -154,6 +152,13 @@ def new_run(
             continue
         return settings, card, RunPaths(root)
     raise UserError(f"could not find a free run folder in {results_dir}; try again")
+
+
+def check_runnable(card: ModelCard, backend: str | None, cache_dir: Path) -> None:
+    """Fail now, with one line, when no backend can run the model or its weights are not on this machine."""
+    entry = choose_backend(card, backend)
+    if entry.needs_weights:
+        card.source.locate(cache_dir)
 
 
 def resumed_run(run_id: str, results_dir: Path) -> tuple[RunSettings, ModelCard, RunPaths]:

@@ -140,6 +140,7 @@ def summarize(
             "format": card.source.format,
             "backend": session.loaded.get("backend", settings.backend),
             "parameters": session.loaded.get("parameters") or card.parameters,
+            "load_time": Figure(session.loaded.get("load_s"), "s", "measured").to_dict(),
         },
         "task": {
             "name": settings.task,

@@ -99,3 +99,45 @@ def _save(figure: Any, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, higher y), sorted by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front: list[int] = []
+    best = float("-inf")
+    for index in order:
+        if points[index][1] > best:
+            front.append(index)
+            best = points[index][1]
+    return front
+
+
+def tradeoff_plot(
+    labels: Sequence[str], x: Sequence[float], y: Sequence[float], x_label: str, title: str, path: Path
+) -> Path | None:
+    """Overall score against a cost (latency, size), with the Pareto front drawn through the best points."""
+    points = [(a, b) for a, b in zip(x, y, strict=True)]
+    if not points:
+        return None
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    axis.scatter(x, y, color="#4472c4", zorder=3)
+    for label, (a, b) in zip(labels, points, strict=True):
+        axis.annotate(label, (a, b), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = pareto_front(points)
+    if len(front) > 1:
+        axis.plot(
+            [points[i][0] for i in front],
+            [points[i][1] for i in front],
+            color="#ed7d31",
+            linestyle="--",
+            label="Pareto front",
+            zorder=2,
+        )
+        axis.legend()
+    axis.set_ylim(0, 1)
+    axis.set_xlabel(x_label)
+    axis.set_ylabel("overall score")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
