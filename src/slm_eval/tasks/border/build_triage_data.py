@@ -266,6 +266,7 @@ def _assign(phrases: Sequence[Phrase], pairs: Sequence[tuple[str, str]], rng: ra
         order = list(phrases)
         rng.shuffle(order)
         chosen = [order[index % len(order)] for index in range(len(pairs))]
+        rng.shuffle(chosen)
         languages: dict[str, set[str]] = {}
         clash = False
         for phrase, (source, target) in zip(chosen, pairs, strict=True):
