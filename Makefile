@@ -20,7 +20,7 @@ install-demo: $(BIN)/python
 
 demo: install-demo
 	$(BIN)/slm-eval quick-test --model $(DEMO_MODEL) --file examples/border_prompts.txt --max-new-tokens 96
-	$(BIN)/slm-eval evaluate --model $(DEMO_MODEL) --device docker-sim --limit 10
+	$(BIN)/slm-eval benchmark --model $(DEMO_MODEL) --device docker-sim --limit 5
 
 install-test: $(BIN)/python
 	$(PIP) install --quiet -e ".[llama,gemma,dev]"

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -19,12 +18,14 @@ from rich.console import Console
 
 from slm_eval import __version__
 from slm_eval.backends.base import LoadOptions
+from slm_eval.cli_context import AppState, app_state, table_console
+from slm_eval.cli_runs import benchmark_command, evaluate_command, report_command
 from slm_eval.errors import UserError
 from slm_eval.logs import configure_logging, get_logger
 from slm_eval.models.catalogue import default_registry
 from slm_eval.prompt_files import read_prompts
 from slm_eval.quicktest import QuickTestAnswer, QuickTestPlan, SilentListener, check_prompts, run_quick_test
-from slm_eval.settings import Settings, load_settings
+from slm_eval.settings import load_settings
 
 app = typer.Typer(
     name="slm-eval",
@@ -35,21 +36,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class AppState:
-    """What every command receives from the global options."""
-
-    settings: Settings
-    debug: bool
-
-
-def _state(ctx: typer.Context) -> AppState:
-    state = ctx.obj
-    if not isinstance(state, AppState):
-        raise RuntimeError("the CLI callback did not run")
-    return state
 
 
 def _version(value: bool) -> None:
@@ -92,7 +78,7 @@ def models_command(
     if as_json:
         typer.echo(models_json(cards))
     else:
-        _table_console().print(models_table(cards))
+        table_console().print(models_table(cards))
 
 
 @app.command("info")
@@ -107,12 +93,7 @@ def info_command(
     if as_json:
         typer.echo(json.dumps({**card.to_dict(), "installed": card.source.available()}, indent=2))
     else:
-        _table_console().print(info_table(card))
-
-
-def _table_console() -> Console:
-    """A console for tables: the terminal's width, or a wide page when output is redirected."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
+        table_console().print(info_table(card))
 
 
 class _StreamingListener:
@@ -158,7 +139,7 @@ def quick_test_command(
     """Answer prompts with one model, streaming, then show tokens, TTFT, tokens/s and peak memory."""
     from slm_eval.devices.cpus import usable_cpu_count
 
-    settings = _state(ctx).settings
+    settings = app_state(ctx).settings
     prompts = list(inputs) + (read_prompts(file) if file is not None else [])
     card = default_registry().resolve(model or settings.defaults.model)
     plan = QuickTestPlan(
@@ -182,207 +163,9 @@ def quick_test_command(
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
 
 
-@app.command("evaluate")
-def evaluate_command(
-    ctx: typer.Context,
-    model: str | None = typer.Option(None, "--model", "-m", help="Model name, alias or path (default: from config)."),
-    device: str | None = typer.Option(None, "--device", "-d", help="Device profile (default: from config)."),
-    metrics: list[str] = typer.Option(
-        [],
-        "--metrics",
-        help="Metrics, space- or comma-separated: accuracy latency memory model_size inference_time "
-        "power robustness (default: all that apply).",
-    ),
-    dataset: str | None = typer.Option(
-        None, "--dataset", help="border-qa (built-in, default), squad (needs a network), or a SQuAD JSON/JSONL path."
-    ),
-    limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N examples."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for sampling and perturbations (default: from config)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Most tokens per answer."),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Backend threads (default: the profile's cores)."
-    ),
-    context_length: int | None = typer.Option(None, "--context-length", min=128, help="Context window in tokens."),
-    backend: str | None = typer.Option(None, "--backend", help="Backend to run on (default: by weight format)."),
-    robustness_rate: float | None = typer.Option(
-        None, "--robustness-rate", min=0.0, max=1.0, help="Share of characters or words perturbed (default: config)."
-    ),
-    eval_config: Path | None = typer.Option(
-        None, "--eval-config", help="Device profiles and evaluation rules (default: config/evaluation.json)."
-    ),
-    resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-) -> None:
-    """Evaluate a model on a device profile: accuracy, latency, memory, size, time, power and robustness."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from slm_eval.cli_output import evaluation_table
-    from slm_eval.devices.profiles import default_evaluation_config_path, load_evaluation_config
-    from slm_eval.evaluation.evaluate import EvaluateRequest, execute, new_run, resumed_run
-
-    settings = _state(ctx).settings
-    results_dir = settings.paths.results
-    if resume is not None:
-        run_settings, card, paths = resumed_run(resume, results_dir)
-    else:
-        config = load_evaluation_config(eval_config or default_evaluation_config_path())
-        request = EvaluateRequest(
-            model=model or settings.defaults.model,
-            device=device or settings.defaults.device,
-            metrics=metrics or None,
-            dataset=dataset,
-            limit=limit,
-            seed=settings.defaults.seed if seed is None else seed,
-            max_new_tokens=max_new_tokens,
-            threads=threads,
-            context_length=context_length or settings.defaults.context_length,
-            backend=backend,
-            robustness_rate=robustness_rate,
-        )
-        run_settings, card, paths = new_run(request, config, results_dir, settings.paths.cache)
-    err = Console(stderr=True)
-    err.print(f"run {run_settings.run_id} -> {paths.root}", markup=False, highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
-        bar = progress.add_task(f"{card.name} on {run_settings.device.name}", total=None)
-        outcome = execute(
-            run_settings,
-            card,
-            paths,
-            settings.paths.cache,
-            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
-        )
-    if as_json:
-        typer.echo(json.dumps(outcome.summary, indent=2, ensure_ascii=False))
-        return
-    _table_console().print(evaluation_table(outcome.summary))
-    err.print(f"report: {outcome.report}", markup=False, highlight=False)
-
-
-@app.command("benchmark")
-def benchmark_command(
-    ctx: typer.Context,
-    models: list[str] = typer.Option([], "--model", "-m", help="Models to compare; several allowed (default: config)."),
-    devices: list[str] = typer.Option([], "--device", "-d", help="Device profiles; several allowed (default: config)."),
-    use_cases: list[str] = typer.Option(
-        [],
-        "--use-cases",
-        help="A subset of: document-verification multilingual-triage entity-threat-detection "
-        "customs-help report-generation (default: all).",
-    ),
-    limit: int | None = typer.Option(None, "--limit", help="Examples per use case (a seeded sample)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for sampling and perturbations (default: config)."),
-    robustness: bool = typer.Option(False, "--robustness", help="Also re-score on perturbed inputs (OCR noise, ...)."),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Backend threads (default: the profile's cores)."
-    ),
-    context_length: int | None = typer.Option(None, "--context-length", min=128, help="Context window in tokens."),
-    backend: str | None = typer.Option(None, "--backend", help="Backend to run on (default: by weight format)."),
-    prefix_cache: bool = typer.Option(
-        True, "--prefix-cache/--no-prefix-cache", help="Reuse the KV cache of the shared prompt prefix."
-    ),
-    eval_config: Path | None = typer.Option(
-        None, "--eval-config", help="Profiles, weights, budgets and thresholds (default: config/evaluation.json)."
-    ),
-    resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted benchmark by its id."),
-    as_json: bool = typer.Option(False, "--json", help="Print benchmark.json instead of the verdict table."),
-) -> None:
-    """Run the five border-control use cases and decide PASS / FAIL per model and device, with one report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from slm_eval.cli_output import benchmark_table
-    from slm_eval.devices.profiles import default_evaluation_config_path, load_evaluation_config
-    from slm_eval.evaluation.benchmark import (
-        BenchmarkRequest,
-        benchmark_root,
-        load_plan,
-        plan_benchmark,
-        run_cells,
-        save_plan,
-        summarize_benchmark,
-        write_summary,
-    )
-    from slm_eval.evaluation.evaluate import check_runnable
-    from slm_eval.results.benchmark_report import render_benchmark_report
-
-    settings = _state(ctx).settings
-    results_dir = settings.paths.results
-    if resume is not None:
-        root = benchmark_root(results_dir, resume)
-        cells, requirements = load_plan(root)
-        benchmark_id = root.name
-    else:
-        config = load_evaluation_config(eval_config or default_evaluation_config_path())
-        request = BenchmarkRequest(
-            models=tuple(models or [settings.defaults.model]),
-            devices=tuple(devices or [settings.defaults.device]),
-            use_cases=tuple(use_cases) or None,
-            limit=limit,
-            seed=settings.defaults.seed if seed is None else seed,
-            robustness=robustness,
-            threads=threads,
-            context_length=context_length or settings.defaults.context_length,
-            backend=backend,
-            prefix_cache=prefix_cache,
-        )
-        benchmark_id, cells = plan_benchmark(request, config)
-        registry = default_registry()
-        for model in dict.fromkeys(cell.model for cell in cells):
-            check_runnable(registry.resolve(model), backend, settings.paths.cache)
-        root = results_dir / benchmark_id
-        root.mkdir(parents=True, exist_ok=False)
-        save_plan(root, cells, config)
-        requirements = config.benchmark
-    err = Console(stderr=True)
-    err.print(f"benchmark {benchmark_id} -> {root}", markup=False, highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
-        bar = progress.add_task("starting", total=None)
-
-        def on_cell(name: str, index: int, count: int) -> None:
-            progress.update(bar, description=f"[{index + 1}/{count}] {name}", completed=0, total=None)
-
-        run_cells(
-            root,
-            cells,
-            settings.paths.cache,
-            on_cell,
-            lambda done, total: progress.update(bar, completed=done, total=total),
-        )
-    summary = summarize_benchmark(benchmark_id, root, cells, requirements)
-    write_summary(root, summary)
-    markdown, page, _ = render_benchmark_report(root)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-        return
-    _table_console().print(benchmark_table(summary))
-    err.print(f"report: {page}\n        {markdown}", markup=False, highlight=False)
-
-
-@app.command("report")
-def report_command(
-    ctx: typer.Context,
-    run_ids: list[str] = typer.Argument(..., help="One run id (re-render its report) or several (compare them)."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for a comparison (default: results/compare-<time>)."),
-) -> None:
-    """Render a run's report again, or compare several runs in one table, CSV and plot."""
-    from datetime import datetime, timezone
-
-    from slm_eval.results.records import find_run
-    from slm_eval.results.report import render_comparison, render_run_report
-
-    results_dir = _state(ctx).settings.paths.results
-    runs = [find_run(results_dir, run_id) for run_id in run_ids]
-    for run in runs:
-        if not run.summary.exists():
-            raise UserError(f"run {run.root.name} has no summary yet; finish it with --resume {run.root.name}")
-    if len(runs) == 1:
-        markdown, page = render_run_report(runs[0])
-        typer.echo(f"{markdown}\n{page}")
-        return
-    folder = out or results_dir / f"compare-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
-    for path in render_comparison(runs, folder):
-        typer.echo(str(path))
+app.command("evaluate")(evaluate_command)
+app.command("benchmark")(benchmark_command)
+app.command("report")(report_command)
 
 
 # Options that take several values after one flag, as in ``--metrics accuracy latency model_size``.
