@@ -16,8 +16,8 @@ from slm_eval.results.records import read_json
 from slm_eval.results.report import fmt
 
 CSV_COLUMNS = (
-    "model", "device", "use_case", "primary_score", "mean", "n", "fits", "latency_p90_ms", "latency_label",
-    "ttft_p50_ms", "decode_tokens_per_s_p50", "peak_rss_mib", "model_size_mib", "energy_per_request_j",
+    "model", "device", "use_case", "primary_score", "mean", "n", "fits", "latency_p50_ms", "latency_p90_ms",
+    "latency_label", "ttft_p50_ms", "decode_tokens_per_s_p50", "peak_rss_mib", "model_size_mib", "energy_per_request_j",
     "energy_label", "parse_errors", "valid", "verdict",
 )  # fmt: skip
 
@@ -39,6 +39,7 @@ def cell_figures(root: Path, entry: Mapping[str, Any], use_case: Mapping[str, An
         "fits": use_case["fits"],
         "latency_p90_ms": use_case["latency_p90_ms"],
         "latency_label": use_case["latency_label"],
+        "latency_p50_ms": (latency.get("end_to_end") or {}).get("p50"),
         "ttft_p50_ms": (latency.get("time_to_first_token") or {}).get("p50"),
         "decode_tokens_per_s_p50": (latency.get("decode_tokens_per_s") or {}).get("p50"),
         "peak_rss_mib": (metrics.get("memory", {}).get("peak_rss_kernel") or {}).get("value"),
@@ -47,6 +48,7 @@ def cell_figures(root: Path, entry: Mapping[str, Any], use_case: Mapping[str, An
         "energy_label": energy.get("label"),
         "parse_errors": summary.get("task", {}).get("parse_errors"),
         "corpus": use_case.get("corpus", {}),
+        "robustness": metrics.get("robustness", {}),
         "valid": use_case["valid"],
         "verdict": entry["verdict"]["verdict"],
     }
@@ -101,10 +103,12 @@ def render_benchmark_report(root: Path) -> tuple[Path, Path, Path]:
                     row["use_case"],
                     f"{row['primary_score']} {fmt(row['mean'])} (n={row['n']})",
                     fmt(requirements.get(row["use_case"], {}).get("min_score")),
+                    fmt(row["latency_p50_ms"]),
                     f"{fmt(row['latency_p90_ms'])} ({row['latency_label']})",
                     fmt(requirements.get(row["use_case"], {}).get("latency_p90_ms")),
                     fmt(row["decode_tokens_per_s_p50"]),
                     fmt(row["peak_rss_mib"]),
+                    fmt(row["model_size_mib"]),
                     f"{fmt(row['energy_per_request_j'])} ({row['energy_label'] or 'n/a'})",
                     fmt(row["parse_errors"]),
                     ", ".join(f"{k} {fmt(v)}" for k, v in row["corpus"].items()) or "-",
@@ -113,6 +117,7 @@ def render_benchmark_report(root: Path) -> tuple[Path, Path, Path]:
                 if row["model"] == entry["model"] and row["device"] == entry["device"]
             ],
         )
+    _robustness(doc, rows)
     images = _tradeoff_plots(summary, rows, root)
     if images:
         doc.add(Heading("Trade-offs"))
@@ -132,6 +137,20 @@ def render_benchmark_report(root: Path) -> tuple[Path, Path, Path]:
         writer.writeheader()
         writer.writerows(rows)
     return markdown, page, table
+
+
+def _robustness(doc: Document, rows: list[dict[str, Any]]) -> None:
+    """The perturbed re-run (``--robustness``): each use case's primary score under each perturbation."""
+    table = []
+    for row in rows:
+        perturbations = row["robustness"].get("perturbations", {})
+        for name, drop in perturbations.items():
+            table.append([row["model"], row["device"], row["use_case"], name, fmt(drop["clean_score"]),
+                          fmt(drop["perturbed_score"]), fmt(drop["drop"])])  # fmt: skip
+    if table:
+        rate = next(row["robustness"].get("rate") for row in rows if row["robustness"].get("perturbations"))
+        doc.add(Heading("Robustness"), Paragraph(f"Primary score on inputs perturbed at rate {rate}."))
+        doc.table(["model", "device", "use case", "perturbation", "clean", "perturbed", "drop"], table)
 
 
 def _overall_text(overall: Mapping[str, Any] | None) -> str:
