@@ -90,10 +90,12 @@ def render_benchmark_report(root: Path) -> tuple[Path, Path, Path]:
                 "use case",
                 "score",
                 "required",
+                "p50 latency ms (measured)",
                 "p90 latency ms",
                 "budget ms",
                 "decode tok/s",
                 "peak MiB",
+                "size MiB",
                 "energy/request J",
                 "parse errors",
                 "corpus figures",
@@ -173,11 +175,11 @@ def _tradeoff_plots(summary: Mapping[str, Any], rows: list[dict[str, Any]], root
             continue
         total_weight = sum(w for w, _ in p90) or 1.0
         labels.append(f"{entry['model']}@{entry['device']}")
-        latency.append(sum(w * v for w, v in p90) / total_weight)
+        latency.append(sum(w * v for w, v in p90) / total_weight / 1000)
         size.append(sizes[0])
         score.append(float(overall["mean"]))
     images = [
-        plots.tradeoff_plot(labels, latency, score, "weighted p90 latency per example (ms)",
+        plots.tradeoff_plot(labels, latency, score, "weighted p90 latency per example (s)",
                             "accuracy against latency", root / "plots" / "accuracy_latency.png"),
         plots.tradeoff_plot(labels, size, score, "model size on disk (MiB)", "accuracy against size",
                             root / "plots" / "accuracy_size.png"),
