@@ -178,7 +178,8 @@ def expand_multi_value_options(args: list[str]) -> list[str]:
     """``--metrics a b`` becomes ``--metrics a --metrics b``; values stop at the next ``-``-prefixed word."""
     expanded: list[str] = []
     current: str | None = None
-    command = next((arg for arg in args if not arg.startswith("-")), None)
+    commands = {info.name for info in app.registered_commands}
+    command = next((arg for arg in args if arg in commands), None)
     multi = MULTI_VALUE_OPTIONS | (BENCHMARK_MULTI_VALUE_OPTIONS if command == "benchmark" else frozenset())
     for arg in args:
         if arg in multi:

@@ -165,11 +165,6 @@ def test_an_unknown_name_is_rejected(overrides: dict[str, Any], message: str) ->
         plan_benchmark(_request(**overrides), packaged_config())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan_benchmark de-duplicates the names as typed, not the resolved cards: an alias and the full "
-    "name give every cell twice (same folder), and summarize_benchmark then counts each use case twice",
-)
 def test_an_alias_and_its_full_name_are_one_model() -> None:
     _, cells = plan_benchmark(_request(models=("smollm2", MODEL), devices=("host",)), packaged_config())
     assert [(c.model, c.use_case) for c in cells] == [(MODEL, use_case) for use_case in CHOSEN]
@@ -238,7 +233,9 @@ def test_a_cell_without_summary_resumes_from_its_records(copy: Benchmark) -> Non
     old_records = resumed.records.read_text(encoding="utf-8")
     resumed.summary.unlink()
     others = {
-        path: data for path, data in _files(copy.root).items() if not path.startswith(str(resumed.root.relative_to(copy.root)))
+        path: data
+        for path, data in _files(copy.root).items()
+        if not path.startswith(str(resumed.root.relative_to(copy.root)))
     }
     run_cells(copy.root, copy.cells, copy.root.parent / "cache", host=HOST)
 
@@ -321,9 +318,7 @@ def test_write_summary_writes_benchmark_json(copy: Benchmark) -> None:
 
 def test_a_model_that_does_not_fit_the_device_fails_with_the_reason(tmp_path: Path) -> None:
     config = config_with_profile("tiny", cores=1, memory_mib=64)
-    benchmark = _run_benchmark(
-        tmp_path, config, devices=("tiny",), use_cases=("customs-help",), backend=None, limit=2
-    )
+    benchmark = _run_benchmark(tmp_path, config, devices=("tiny",), use_cases=("customs-help",), backend=None, limit=2)
     summary = summarize_benchmark(benchmark.benchmark_id, benchmark.root, benchmark.cells, config.benchmark)
     (entry,) = summary["results"]
     assert entry["overall"] is None

@@ -160,9 +160,7 @@ def test_each_failed_check_fails_with_its_reason(overrides: dict[str, Any], reas
 
 
 def test_a_model_that_does_not_fit_fails_on_that_alone() -> None:
-    result = _result(
-        scores=(), fits=False, fits_reason="the weights alone take 900 MiB, more than the 512 MiB of tiny"
-    )
+    result = _result(scores=(), fits=False, fits_reason="the weights alone take 900 MiB, more than the 512 MiB of tiny")
     verdict = decide([result], None, DEFAULTS)
     assert not verdict.passed
     assert verdict.reasons == (

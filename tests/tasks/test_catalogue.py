@@ -46,7 +46,11 @@ def test_an_unknown_use_case_lists_the_valid_ones(call: Callable[[str], object])
 
 @pytest.mark.parametrize(
     ("typo", "meant"),
-    [("customs-hlp", "customs-help"), ("document-verify", "document-verification"), ("report-generator", "report-generation")],
+    [
+        ("customs-hlp", "customs-help"),
+        ("document-verify", "document-verification"),
+        ("report-generator", "report-generation"),
+    ],
 )
 def test_a_near_miss_suggests_the_use_case(typo: str, meant: str) -> None:
     for call in (load_use_case, lambda name: check_use_cases([name])):

@@ -71,8 +71,9 @@ def plan_benchmark(request: BenchmarkRequest, config: EvaluationConfig) -> tuple
     if request.limit is not None and request.limit < 1:
         raise UserError(f"--limit must be at least 1 (got {request.limit}); leave it out to use every example")
     registry = default_registry()
-    cards = [registry.resolve(model) for model in dict.fromkeys(request.models)]
-    profiles = [get_profile(config, device) for device in dict.fromkeys(request.devices)]
+    # Aliases of one model (smollm2, smollm2-135m-instruct) and repeated devices collapse to one each.
+    cards = list({card.name: card for card in (registry.resolve(model) for model in request.models)}.values())
+    profiles = list({p.name: p for p in (get_profile(config, device) for device in request.devices)}.values())
     use_cases = check_use_cases(list(request.use_cases or []))
     tasks = {name: load_use_case(name) for name in use_cases}
     benchmark_id = new_run_id("benchmark")

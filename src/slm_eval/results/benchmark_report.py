@@ -162,26 +162,35 @@ def _overall_text(overall: Mapping[str, Any] | None) -> str:
 
 
 def _tradeoff_plots(summary: Mapping[str, Any], rows: list[dict[str, Any]], root: Path) -> list[Path]:
+    """Overall score against weighted p90 latency, and against model size, for every model and device."""
     from slm_eval.results import plots
 
-    labels, latency, size, score = [], [], [], []
+    by_latency: tuple[list[str], list[float], list[float]] = ([], [], [])
+    by_size: tuple[list[str], list[float], list[float]] = ([], [], [])
     for entry in summary["results"]:
         overall = entry.get("overall")
-        mine = [r for r in rows if r["model"] == entry["model"] and r["device"] == entry["device"]]
-        weights = (overall or {}).get("weights", {})
-        p90 = [(weights.get(r["use_case"], 0.0), r["latency_p90_ms"]) for r in mine if r["latency_p90_ms"] is not None]
-        sizes = [r["model_size_mib"] for r in mine if r["model_size_mib"] is not None]
-        if not overall or not p90 or not sizes:
+        if not overall:
             continue
-        total_weight = sum(w for w, _ in p90) or 1.0
-        labels.append(f"{entry['model']}@{entry['device']}")
-        latency.append(sum(w * v for w, v in p90) / total_weight / 1000)
-        size.append(sizes[0])
-        score.append(float(overall["mean"]))
+        label = f"{entry['model']}@{entry['device']}"
+        mine = [r for r in rows if r["model"] == entry["model"] and r["device"] == entry["device"]]
+        weights = overall.get("weights", {})
+        p90 = [(weights.get(r["use_case"], 0.0), r["latency_p90_ms"]) for r in mine if r["latency_p90_ms"] is not None]
+        if p90:
+            total_weight = sum(w for w, _ in p90) or 1.0
+            _add(by_latency, label, sum(w * v for w, v in p90) / total_weight / 1000, float(overall["mean"]))
+        sizes = [r["model_size_mib"] for r in mine if r["model_size_mib"] is not None]
+        if sizes:
+            _add(by_size, label, float(sizes[0]), float(overall["mean"]))
     images = [
-        plots.tradeoff_plot(labels, latency, score, "weighted p90 latency per example (s)",
-                            "accuracy against latency", root / "plots" / "accuracy_latency.png"),
-        plots.tradeoff_plot(labels, size, score, "model size on disk (MiB)", "accuracy against size",
+        plots.tradeoff_plot(*by_latency, "weighted p90 latency per example (s)", "accuracy against latency",
+                            root / "plots" / "accuracy_latency.png"),
+        plots.tradeoff_plot(*by_size, "model size on disk (MiB)", "accuracy against size",
                             root / "plots" / "accuracy_size.png"),
     ]  # fmt: skip
     return [image for image in images if image is not None]
+
+
+def _add(series: tuple[list[str], list[float], list[float]], label: str, x: float, y: float) -> None:
+    series[0].append(label)
+    series[1].append(x)
+    series[2].append(y)
