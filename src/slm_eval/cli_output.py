@@ -169,6 +169,10 @@ def benchmark_table(summary: Mapping[str, Any]) -> Table:
         verdict = entry["verdict"]
         score = "n/a" if not overall else f"{overall['mean']:.3f} ({overall['low']:.3f}-{overall['high']:.3f})"
         table.add_row(entry["model"], entry["device"], "overall", score, "", verdict["verdict"], style="bold")
-        for reason in verdict["reasons"][:6]:
+        shown = verdict["reasons"][:6]
+        for reason in shown:
             table.add_row("", "", "", "", "", reason, style="dim")
+        if len(verdict["reasons"]) > len(shown):
+            more = len(verdict["reasons"]) - len(shown)
+            table.add_row("", "", "", "", "", f"... and {more} more (see the report)", style="dim")
     return table
