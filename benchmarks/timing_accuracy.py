@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from raw_llama import open_raw, raw_decode_rate
-from slm_eval.devices.cpus import usable_cpu_count
+from slm_eval.devices.cpus import usable_cpu_count, usable_cpus
 from slm_eval.devices.sandbox import WorkerProcess, limits_for
 from slm_eval.models.catalogue import default_registry
 
@@ -78,7 +77,7 @@ def main() -> None:
 
     card = default_registry().resolve(args.model)
     path = card.source.locate(args.cache_dir)
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(args.threads))
+    cpus = usable_cpus()
     worker = WorkerProcess(limits_for(None, None, cpus), use_cgroup=False)
     job = worker_job(card.name, args.threads, args.tokens, 1, args.cache_dir)
 

@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_eval.backends.catalogue import choose_backend
-from slm_eval.devices.cpus import usable_cpu_count
+from slm_eval.devices.cpus import usable_cpus
 from slm_eval.devices.docker_sandbox import choose_docker, docker_command
 from slm_eval.devices.sandbox import SandboxLimits, WorkerOutcome, WorkerProcess, limits_for
 from slm_eval.errors import UserError
@@ -120,7 +121,7 @@ def run_session(
     perturbed = perturbed_examples(settings, examples)
     by_key = _examples_by_key(examples, perturbed)
     requests = build_requests(settings, task, examples, finished, perturbed)
-    limits = limits_for(settings.device.cores, memory_mib, _usable_cpus())
+    limits = limits_for(settings.device.cores, memory_mib, usable_cpus())
     if settings.threads is not None:
         limits = SandboxLimits(limits.cpus, limits.memory_bytes, settings.threads, limits.note)
     job = {
@@ -253,20 +254,10 @@ def _append_memory_samples(paths: RunPaths, session: int, outcome: WorkerOutcome
 
 
 def _read_energy(reader: EnergyReader | None) -> tuple[float, float] | None:
-    import time
-
     if reader is None:
         return None
     joules = reader.read_joules()
     return None if joules is None else (joules, time.perf_counter())
-
-
-def _usable_cpus() -> list[int]:
-    import os
-
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(usable_cpu_count()))
 
 
 def _python() -> str:
