@@ -124,6 +124,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         rss_before=rss_before,
         rss_after=process.memory_info().rss,
         parameters=backend.parameter_count,
+        local=backend.capabilities.local,
     )
     try:
         for item in job["requests"]:

@@ -181,6 +181,11 @@ def summarize(
             summary["task"]["primary_score"] = task.metric_names[0]
     if "latency" in settings.metrics:
         metrics["latency"] = latency_metric(timed, timing_label)
+        if session.loaded.get("local") is False:
+            metrics["latency"]["where"] = (
+                "remote API: every time includes the network and the server's queue; not comparable with "
+                "figures measured on a device"
+            )
         if host_capacity is not None:
             metrics["latency"]["projection"] = _projection(settings, session, timed, host_capacity)
     if "memory" in settings.metrics:
