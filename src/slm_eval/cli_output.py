@@ -123,6 +123,8 @@ def evaluation_table(summary: Mapping[str, Any]) -> Table:
     for key in ("time_to_first_token", "time_per_output_token", "end_to_end", "decode_tokens_per_s"):
         if key in latency:
             table.add_row(key.replace("_", " "), _spread(latency[key]))
+    if latency.get("where"):
+        table.add_row("latency measured over", str(latency["where"]))
     projection = latency.get("projection")
     if projection:
         table.add_row("decode speed, projected", _figure(projection["decode_tokens_per_s"]))

@@ -119,7 +119,8 @@ def _verdict(doc: Document, summary: Mapping[str, Any]) -> None:
 
 
 def _latency(doc: Document, latency: Mapping[str, Any]) -> None:
-    doc.add(Heading("Latency"), Paragraph(f"{latency.get('requests', 0)} timed requests (warm-up excluded)."))
+    where = f" Measured over a {latency['where']}." if latency.get("where") else ""
+    doc.add(Heading("Latency"), Paragraph(f"{latency.get('requests', 0)} timed requests (warm-up excluded).{where}"))
     rows = []
     for title, key in LATENCY_ROWS:
         d = latency.get(key)
