@@ -327,10 +327,10 @@ def test_hub_model_needs_a_network(run_cli: RunCli) -> None:
     assert "microsoft/Phi-3-mini-128k-instruct" in line
 
 
-def test_api_model_backend_not_yet_supported(run_cli: RunCli) -> None:
+def test_api_model_without_its_key_says_which_variable_to_set(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
     line = run_cli("quick-test", "-m", "grok", "-i", "What is a visa?").error_line()
-    assert "openai_api" in line
-    assert "not yet supported" in line
+    assert "$XAI_API_KEY" in line
 
 
 def test_unknown_backend(run_cli: RunCli) -> None:

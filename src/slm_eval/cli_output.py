@@ -79,10 +79,13 @@ def answer_summary(answer: QuickTestAnswer) -> str:
     """One line after a streamed answer: tokens, TTFT, speed and peak memory."""
     figures = answer.figures()
     g = answer.generation
+    prompt = "n/a" if answer.remote and g.prompt_tokens == 0 else str(g.prompt_tokens)
+    memory = "n/a (remote API)" if answer.remote else answer.peak_memory.format(0)
+    where = " over the network" if answer.remote else ""
     return (
-        f"prompt {g.prompt_tokens} tok · output {g.output_tokens} tok ({g.finish_reason}) · "
+        f"prompt {prompt} tok · output {g.output_tokens} tok ({g.finish_reason}) · "
         f"TTFT {figures['time_to_first_token'].format(0)} · "
-        f"{figures['decode_speed'].format(1)} · peak RSS {answer.peak_memory.format(0)} · {answer.label}"
+        f"{figures['decode_speed'].format(1)} · peak RSS {memory} · {answer.label}{where}"
     )
 
 

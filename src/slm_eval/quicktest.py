@@ -39,6 +39,7 @@ class QuickTestAnswer:
     generation: Generation
     label: FigureLabel
     peak_memory: Figure
+    remote: bool = False
 
     def figures(self) -> dict[str, Figure]:
         """TTFT, time per output token, end-to-end time and tokens/s, labelled."""
@@ -63,6 +64,7 @@ class QuickTestAnswer:
             "finish_reason": self.generation.finish_reason,
             **{name: figure.to_dict() for name, figure in self.figures().items()},
             "peak_memory": self.peak_memory.to_dict(),
+            "remote": self.remote,
         }
 
 
@@ -133,13 +135,14 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
     load_started = clock.now()
     backend = load_backend(entry, plan.card, plan.load_options, plan.cache_dir)
     load_seconds = clock.now() - load_started
+    remote = not backend.capabilities.local
     answers = []
     try:
         for index, prompt in enumerate(plan.prompts):
             listener.on_start(index, prompt)
             request = GenerationRequest(prompt=prompt, max_new_tokens=plan.max_new_tokens, system=plan.system)
             (generation,) = backend.generate([request], _forward_tokens(listener, index))
-            answer = QuickTestAnswer(prompt, generation, label, _peak_memory())
+            answer = QuickTestAnswer(prompt, generation, label, _peak_memory(remote), remote)
             answers.append(answer)
             listener.on_answer(answer)
     finally:
@@ -150,7 +153,7 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
         threads=plan.load_options.threads,
         answers=tuple(answers),
         load_time=Figure(load_seconds, "s", "measured"),
-        peak_memory=_peak_memory(),
+        peak_memory=_peak_memory(remote),
     )
 
 
@@ -163,8 +166,9 @@ def _forward_tokens(listener: QuickTestListener, index: int) -> TokenCallback:
     return forward
 
 
-def _peak_memory() -> Figure:
-    return Figure(peak_rss_bytes() / MIB, "MiB", "measured")
+def _peak_memory(remote: bool) -> Figure:
+    """This process's peak resident size; nothing for a remote API, whose memory is not on this machine."""
+    return Figure(None if remote else peak_rss_bytes() / MIB, "MiB", "measured")
 
 
 def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:

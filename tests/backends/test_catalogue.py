@@ -70,10 +70,9 @@ def test_hub_decoder_falls_back_to_a_backend_it_lists() -> None:
     assert choose_backend(_card("tinyllama"), None).name == "llamacpp"
 
 
-def test_api_model_is_not_yet_supported() -> None:
-    message = _choose_error("grok")
-    assert "openai_api" in message
-    assert "not yet supported" in message
+def test_api_model_runs_on_the_openai_api_backend() -> None:
+    card = default_registry().resolve("grok")
+    assert choose_backend(card, None).name == "openai_api"
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

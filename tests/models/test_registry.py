@@ -226,3 +226,45 @@ def test_path_that_does_not_exist(text: str, tmp_path: Path, monkeypatch: pytest
 def test_gguf_sources_run_on_llamacpp(source: PackageData | LocalPath) -> None:
     card = ModelCard("m", "M", "decoder", "llama", None, None, "MIT", ("llamacpp",), source)
     assert card.default_backend == "llamacpp"
+
+
+# --- OpenAI-compatible servers named by URL ---------------------------------------------------------
+
+
+def test_api_url_with_a_model_id() -> None:
+    card = default_registry().resolve("http://127.0.0.1:8080/v1#smollm2")
+    assert card.kind == "api"
+    assert card.name == "http://127.0.0.1:8080/v1#smollm2"
+    assert card.source == ApiEndpoint(base_url="http://127.0.0.1:8080/v1", model="smollm2", key_env="OPENAI_API_KEY")
+    assert card.backends == ("openai_api",)
+    assert card.default_backend == "openai_api"
+    assert not card.source.offline
+
+
+@pytest.mark.parametrize(
+    ("url", "base_url"),
+    [
+        ("https://llm.example.org/v1/", "https://llm.example.org/v1"),
+        ("http://localhost:8000/openai/v1", "http://localhost:8000/openai/v1"),
+    ],
+)
+def test_api_url_without_a_model_id(url: str, base_url: str) -> None:
+    card = default_registry().resolve(url)
+    assert isinstance(card.source, ApiEndpoint)
+    assert (card.source.base_url, card.source.model) == (base_url, "")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8080/api", "must end in /v1"),
+        ("http://127.0.0.1:8080/v1?x=1", "must end in /v1"),
+        ("http://127.0.0.1:99999/v1", "malformed"),
+        ("http:///v1", "has no host"),
+        ("http://me:hunter2@127.0.0.1:8080/v1", "must not hold credentials"),
+    ],
+)
+def test_bad_api_urls(url: str, expected: str) -> None:
+    message = _resolve_error(url)
+    assert expected in message
+    assert "hunter2" not in message

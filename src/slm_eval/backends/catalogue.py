@@ -55,6 +55,14 @@ BACKENDS: dict[str, BackendEntry] = {
         needs_weights=False,
         description="deterministic scripted answers and timings, for tests and --dry-run",
     ),
+    "openai_api": BackendEntry(
+        name="openai_api",
+        loader="slm_eval.backends.openai_api:load",
+        requires=("httpx",),
+        extra="api",
+        needs_weights=False,
+        description="any OpenAI-compatible chat-completions API over HTTP (Grok, local servers)",
+    ),
 }
 
 

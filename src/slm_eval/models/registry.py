@@ -8,9 +8,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal
+from urllib.parse import urlsplit
 
 from slm_eval.errors import UserError
-from slm_eval.models.sources import LocalPath, WeightFormat, WeightSource
+from slm_eval.models.sources import ApiEndpoint, LocalPath, WeightFormat, WeightSource
 
 ModelKind = Literal["decoder", "encoder", "api"]
 
@@ -108,7 +109,10 @@ class Registry:
         return self._lookup.get(name.strip().casefold())
 
     def resolve(self, name_or_path: str) -> ModelCard:
-        """A card for a catalogue name or alias, or for a local GGUF file, ONNX folder or transformers folder.
+        """A card for a catalogue name or alias, a local GGUF file, ONNX folder or transformers folder, or an API URL.
+
+        An OpenAI-compatible server is named by its URL, ``http(s)://host:port/v1``, optionally followed by
+        ``#<model-id>`` (without it, the server's first model is used).
 
         Raises:
             UserError: the name is unknown (the message lists the closest names) or the path holds no model.
@@ -119,6 +123,8 @@ class Registry:
         card = self.get(text)
         if card is not None:
             return card
+        if text.lower().startswith(("http://", "https://")):
+            return card_for_url(text)
         path = Path(text).expanduser()
         if path.exists():
             return card_for_path(path)
@@ -137,6 +143,45 @@ class Registry:
 def _looks_like_path(text: str) -> bool:
     pure = PurePath(text)
     return len(pure.parts) > 1 or "/" in text or "\\" in text or pure.suffix.lower() in {".gguf", ".onnx"}
+
+
+def card_for_url(url: str) -> ModelCard:
+    """A card for an OpenAI-compatible server at ``http(s)://host:port/v1``, with ``#<model-id>`` optional.
+
+    The key, if the server needs one, is read from ``$OPENAI_API_KEY``.
+
+    Raises:
+        UserError: the URL is malformed, holds credentials or a query, or does not end in ``/v1``.
+    """
+    example = "e.g. http://127.0.0.1:8080/v1#smollm2"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UserError(f"API URL {url} is malformed ({exc}); {example}") from exc
+    if parts.username is not None or parts.password is not None:
+        raise UserError("an API URL must not hold credentials: put the key in $OPENAI_API_KEY instead")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"API URL {url} has no host; {example}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1") or parts.query:
+        raise UserError(f"API URL {url} must end in /v1 (an OpenAI-compatible endpoint); {example}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    base_url = f"{parts.scheme}://{host}{'' if port is None else f':{port}'}{path}"
+    model = parts.fragment.strip()
+    return ModelCard(
+        name=url,
+        display_name=model or base_url,
+        kind="api",
+        architecture="not published",
+        parameters=None,
+        context_length=None,
+        licence="see the server's model",
+        backends=("openai_api",),
+        source=ApiEndpoint(base_url=base_url, model=model, key_env="OPENAI_API_KEY"),
+        chat=True,
+        description=f"OpenAI-compatible server at {base_url}",
+    )
 
 
 def card_for_path(path: Path) -> ModelCard:
