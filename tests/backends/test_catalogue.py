@@ -66,8 +66,9 @@ def test_encoder_is_not_yet_supported() -> None:
     assert "smollm2-135m-instruct" in message
 
 
-def test_hub_decoder_falls_back_to_a_backend_it_lists() -> None:
-    assert choose_backend(_card("tinyllama"), None).name == "llamacpp"
+def test_hub_decoder_runs_on_the_backend_for_its_format() -> None:
+    # TinyLlama's hub weights are a transformers checkpoint: llama.cpp would need a GGUF file.
+    assert choose_backend(_card("tinyllama"), None).name == "transformers"
 
 
 def test_api_model_runs_on_the_openai_api_backend() -> None:

@@ -61,6 +61,8 @@ class LoadOptions:
         prefix_cache: keep the KV cache between requests so a prompt prefix shared with the previous
             request (instructions, few-shot examples) is not computed again; time to first token then
             covers only the new part of the prompt. Off by default, so each request starts cold.
+        dtype: the weights' number format for backends that choose one (``float32`` or ``bfloat16``).
+        trust_remote_code: let transformers run Python code shipped with the model; only when the user asks.
     """
 
     threads: int | None = None
@@ -69,6 +71,8 @@ class LoadOptions:
     clock: Clock = field(default_factory=MonotonicClock)
     chat: bool | None = None
     prefix_cache: bool = False
+    dtype: str = "float32"
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,14 @@ BACKENDS: dict[str, BackendEntry] = {
         needs_weights=False,
         description="any OpenAI-compatible chat-completions API over HTTP (Grok, local servers)",
     ),
+    "transformers": BackendEntry(
+        name="transformers",
+        loader="slm_eval.backends.transformers:load",
+        requires=("torch", "transformers"),
+        extra="torch",
+        needs_weights=True,
+        description="PyTorch decoders through transformers (local folders and dequantized GGUF files)",
+    ),
 }
 
 
