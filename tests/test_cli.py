@@ -337,3 +337,10 @@ def test_unknown_backend(run_cli: RunCli) -> None:
     line = run_cli("quick-test", "-m", "smollm2", "-i", "hi", "--backend", "vllm").error_line()
     assert "'vllm'" in line
     assert "llamacpp" in line
+
+
+def test_an_unknown_dtype_is_one_line(run_cli: RunCli) -> None:
+    result = run_cli("quick-test", "-m", "smollm2", "--backend", "transformers", "--dtype", "float8", "-i", "hi")
+    line = result.error_line()
+    assert "unknown dtype 'float8'" in line
+    assert "bfloat16" in line

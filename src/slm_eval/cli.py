@@ -133,6 +133,12 @@ def quick_test_command(
     context_length: int | None = typer.Option(
         None, "--context-length", min=128, help="Context window in tokens (default: from config)."
     ),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="Weights' dtype on the transformers backend: float32, bfloat16."
+    ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Let the transformers backend run code shipped with the model."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON instead of streaming."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Use the fake backend: no model is loaded."),
 ) -> None:
@@ -152,6 +158,8 @@ def quick_test_command(
             threads=threads or settings.defaults.threads or usable_cpu_count(),
             context_length=context_length or settings.defaults.context_length,
             seed=settings.defaults.seed,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
         ),
         cache_dir=settings.paths.cache,
         dry_run=dry_run,

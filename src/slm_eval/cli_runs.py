@@ -43,6 +43,10 @@ def evaluate_command(
     eval_config: Path | None = typer.Option(
         None, "--eval-config", help="Device profiles and evaluation rules (default: config/evaluation.json)."
     ),
+    dtype: str = typer.Option("float32", "--dtype", help="Weights' dtype on the transformers backend."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Let the transformers backend run code shipped with the model."
+    ),
     resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted run by its id."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -71,6 +75,8 @@ def evaluate_command(
             context_length=context_length or settings.defaults.context_length,
             backend=backend,
             robustness_rate=robustness_rate,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
         )
         run_settings, card, paths = new_run(request, config, results_dir, settings.paths.cache)
     err = Console(stderr=True)

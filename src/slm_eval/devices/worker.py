@@ -111,6 +111,8 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         seed=int(load.get("seed", 0)),
         chat=load.get("chat"),
         prefix_cache=bool(load.get("prefix_cache", False)),
+        dtype=str(load.get("dtype", "float32")),
+        trust_remote_code=bool(load.get("trust_remote_code", False)),
     )
     process = psutil.Process()
     rss_before = process.memory_info().rss

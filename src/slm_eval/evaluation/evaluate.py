@@ -43,6 +43,8 @@ class EvaluateRequest:
     context_length: int
     backend: str | None
     robustness_rate: float | None = None
+    dtype: str = "float32"
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
         perturbations=tuple(config.robustness.perturbations),
         bootstrap_confidence=config.bootstrap.confidence,
         bootstrap_resamples=config.bootstrap.resamples,
+        dtype=request.dtype,
+        trust_remote_code=request.trust_remote_code,
     )
     return settings, card
 

@@ -65,6 +65,8 @@ class RunSettings:
     bootstrap_confidence: float = 0.95
     bootstrap_resamples: int = 1000
     prefix_cache: bool = False
+    dtype: str = "float32"
+    trust_remote_code: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

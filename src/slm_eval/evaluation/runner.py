@@ -133,6 +133,8 @@ def run_session(
             "context_length": settings.context_length,
             "seed": settings.seed,
             "prefix_cache": settings.prefix_cache,
+            "dtype": settings.dtype,
+            "trust_remote_code": settings.trust_remote_code,
         },
         "requests": [{"key": r.key, "prompt": r.prompt, "max_new_tokens": settings.max_new_tokens} for r in requests],
     }
