@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from slm_eval.errors import UserError
 from slm_eval.metrics.timing import Clock, MonotonicClock, rate_per_second
 from slm_eval.models.registry import ModelCard
 
@@ -149,6 +150,23 @@ class Generation:
         """Prompt tokens processed per second, from submission to the first token."""
         ttft = self.time_to_first_token_s
         return rate_per_second(self.prompt_tokens, ttft) if ttft is not None else None
+
+
+def output_budget(request: GenerationRequest, prompt_tokens: int, context_length: int) -> int:
+    """How many tokens a local model may generate for ``request``: its maximum, capped by the context left.
+
+    Raises:
+        UserError: an empty prompt, or a prompt that fills the context window.
+    """
+    if not request.prompt.strip():
+        raise UserError("empty prompt: give some text to answer")
+    room = context_length - prompt_tokens
+    if room <= 0:
+        raise UserError(
+            f"the prompt is {prompt_tokens} tokens, which fills the context window of "
+            f"{context_length}; shorten it or raise --context-length"
+        )
+    return min(request.max_new_tokens, room)
 
 
 class Backend(Protocol):

@@ -23,6 +23,7 @@ from slm_eval.backends.base import (
     GenerationRequest,
     LoadOptions,
     TokenCallback,
+    output_budget,
 )
 from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
@@ -123,17 +124,9 @@ class LlamaCppBackend:
         return [self._generate_one(index, request, on_token) for index, request in enumerate(requests)]
 
     def _generate_one(self, index: int, request: GenerationRequest, on_token: TokenCallback | None) -> Generation:
-        if not request.prompt.strip():
-            raise UserError("empty prompt: give some text to answer")
         prompt_text = self.format_prompt(request)
         tokens = self.tokenize(prompt_text)
-        room = self._context_length - len(tokens)
-        if room <= 0:
-            raise UserError(
-                f"the prompt is {len(tokens)} tokens, which fills the context window of "
-                f"{self._context_length}; shorten it or raise --context-length"
-            )
-        budget = min(request.max_new_tokens, room)
+        budget = output_budget(request, len(tokens), self._context_length)
         llm = self._llm
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -25,6 +25,7 @@ from slm_eval.backends.base import (
     GenerationRequest,
     LoadOptions,
     TokenCallback,
+    output_budget,
 )
 from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
@@ -164,17 +165,9 @@ class TransformersBackend:
         return [self._generate_one(index, request, on_token) for index, request in enumerate(requests)]
 
     def _generate_one(self, index: int, request: GenerationRequest, on_token: TokenCallback | None) -> Generation:
-        if not request.prompt.strip():
-            raise UserError("empty prompt: give some text to answer")
         prompt_text = self.format_prompt(request)
         tokens = self.tokenize(prompt_text)
-        room = self._context_length - len(tokens)
-        if room <= 0:
-            raise UserError(
-                f"the prompt is {len(tokens)} tokens, which fills the context window of "
-                f"{self._context_length}; shorten it or raise --context-length"
-            )
-        budget = min(request.max_new_tokens, room)
+        budget = output_budget(request, len(tokens), self._context_length)
         stream = StopStringStream(request.stop, None if on_token is None else lambda piece: on_token(index, piece))
         eos_ids = frozenset() if request.ignore_eos else self._eos_ids
         streamer = _TimedStreamer(self._tokenizer, self._clock, eos_ids, stream, budget)
