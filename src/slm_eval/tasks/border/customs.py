@@ -39,6 +39,7 @@ from typing import Any
 from slm_eval.errors import UserError
 from slm_eval.tasks.base import Example
 from slm_eval.tasks.border.data_files import data_path, load_examples
+from slm_eval.tasks.border.use_case import UseCase
 
 TASK_NAME = "customs-help"
 DATA_FILE = "customs.jsonl"
@@ -161,8 +162,13 @@ def _check_target(example: Example, source: str) -> None:
         raise UserError(f"{where}.hs_code': expected null outside the hs_classification category")
 
 
-class CustomsHelpTask:
+class CustomsHelpTask(UseCase):
     """Traveller customs questions scored on key facts, contradictions and HS codes."""
+
+    task_name = TASK_NAME
+    per_example_metrics = ("score", "key_fact_recall", "no_contradiction", "hs_code")
+    corpus_metrics = ("key_fact_recall", "contradiction_rate", "hs_code_accuracy")
+    answer_tokens = 96  # two or three sentences and an HS line
 
     def __init__(self, examples: Sequence[Example], source: str = DATA_FILE) -> None:
         """Makes the task from loaded examples, checking each example's target.
@@ -181,30 +187,6 @@ class CustomsHelpTask:
         for example in examples:
             _check_target(example, source)
         self._examples = tuple(examples)
-
-    @property
-    def name(self) -> str:
-        """``customs-help``."""
-        return TASK_NAME
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """The primary ``score`` first, then its parts."""
-        return ("score", "key_fact_recall", "no_contradiction", "hs_code")
-
-    @property
-    def max_new_tokens(self) -> int:
-        """Two or three sentences and an ``HS:`` line."""
-        return 96
-
-    @property
-    def corpus_metric_names(self) -> tuple[str, ...]:
-        """Micro key-fact recall, the share of answers with a contradiction, HS accuracy on classification."""
-        return ("key_fact_recall", "contradiction_rate", "hs_code_accuracy")
-
-    def examples(self) -> Sequence[Example]:
-        """Every example, in file order."""
-        return self._examples
 
     def prompt(self, example: Example) -> str:
         """The shared instruction and two shots, then the traveller's question."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from slm_eval.errors import UserError
 from slm_eval.tasks.base import Example
 from slm_eval.tasks.border.data_files import data_path, load_examples
+from slm_eval.tasks.border.use_case import UseCase
 
 TASK_NAME = "document-verification"
 DATA_FILE = "document_verification.jsonl"
@@ -148,8 +149,13 @@ def check_target(example: Example) -> str | None:
     return None
 
 
-class DocumentVerificationTask:
+class DocumentVerificationTask(UseCase):
     """VALID / INVALID decisions on travel documents, with the defect named, scored strictly."""
+
+    task_name = TASK_NAME
+    per_example_metrics = ("decision", "defect", "false_accept_free")
+    corpus_metrics = ("decision_accuracy", "defect_accuracy", "false_accept_rate", "false_reject_rate")
+    answer_tokens = 16  # VALID, or INVALID and a defect name
 
     def __init__(self, examples: Sequence[Example]) -> None:
         """Makes the task from loaded examples.
@@ -164,30 +170,6 @@ class DocumentVerificationTask:
             if problem is not None:
                 raise UserError(f"{TASK_NAME}: example '{example.id}': {problem}; fix the data file")
         self._examples = tuple(examples)
-
-    @property
-    def name(self) -> str:
-        """``document-verification``."""
-        return TASK_NAME
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """``decision`` (primary), ``defect`` and ``false_accept_free``."""
-        return ("decision", "defect", "false_accept_free")
-
-    @property
-    def max_new_tokens(self) -> int:
-        """``INVALID: unknown_country`` needs about 8 tokens; 16 leaves room for a short lead-in."""
-        return 16
-
-    @property
-    def corpus_metric_names(self) -> tuple[str, ...]:
-        """Decision and defect accuracy, and the false-accept and false-reject rates."""
-        return ("decision_accuracy", "defect_accuracy", "false_accept_rate", "false_reject_rate")
-
-    def examples(self) -> Sequence[Example]:
-        """Every example, in file order."""
-        return self._examples
 
     def prompt(self, example: Example) -> str:
         """The shared instruction, then the example's document, then ``Answer:``."""

@@ -22,9 +22,11 @@ from typing import Any
 from slm_eval.errors import UserError
 from slm_eval.tasks.base import Example
 from slm_eval.tasks.border.data_files import data_path, load_examples
+from slm_eval.tasks.border.use_case import UseCase
 
 TASK_NAME = "entity-threat-detection"
 DATA_FILE = "entities.jsonl"
+# Room for about eight entities and the threat label.
 MAX_NEW_TOKENS = 160
 ENTITY_TYPES = (
     "PERSON",
@@ -365,8 +367,13 @@ def _check_target(example: Example, where: str) -> None:
             raise UserError(f"{field}.start': the text is not at this offset of the question; regenerate the file")
 
 
-class EntityThreatTask:
+class EntityThreatTask(UseCase):
     """Entity extraction (exact span and type) and threat labelling of border officers' notes."""
+
+    task_name = TASK_NAME
+    per_example_metrics = METRIC_NAMES
+    corpus_metrics = CORPUS_METRIC_NAMES
+    answer_tokens = MAX_NEW_TOKENS
 
     def __init__(self, examples: Sequence[Example], source: str = DATA_FILE) -> None:
         """Makes the task from loaded examples, checking each one's gold data.
@@ -383,30 +390,6 @@ class EntityThreatTask:
         for number, example in enumerate(examples, start=1):
             _check_target(example, f"{source}: example {number} ('{example.id}')")
         self._examples = tuple(examples)
-
-    @property
-    def name(self) -> str:
-        """``entity-threat-detection``."""
-        return TASK_NAME
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """``combined`` (the mean of the other two, primary), ``entity_f1`` and ``threat``."""
-        return METRIC_NAMES
-
-    @property
-    def max_new_tokens(self) -> int:
-        """Room for about eight entities and the label."""
-        return MAX_NEW_TOKENS
-
-    @property
-    def corpus_metric_names(self) -> tuple[str, ...]:
-        """Micro entity precision, recall and F1; threat accuracy and macro F1."""
-        return CORPUS_METRIC_NAMES
-
-    def examples(self) -> Sequence[Example]:
-        """Every example, in file order."""
-        return self._examples
 
     def prompt(self, example: Example) -> str:
         """The shared instruction and two worked notes, then this note and ``Answer:``."""

@@ -40,6 +40,7 @@ from jsonschema.exceptions import SchemaError, best_match
 from slm_eval.errors import UserError
 from slm_eval.tasks.base import Example
 from slm_eval.tasks.border.data_files import data_path, load_examples
+from slm_eval.tasks.border.use_case import UseCase
 
 TASK_NAME = "report-generation"
 DATA_FILE = "reports.jsonl"
@@ -47,6 +48,7 @@ SCHEMA_FILE = "report_schema.json"
 REPORT_KEYS = ("date", "time", "location", "persons", "documents", "items", "actions", "summary")
 METRIC_NAMES = ("field_f1", "schema_valid", "rouge_l")
 CORPUS_METRIC_NAMES = ("schema_validity_rate", "field_precision", "field_recall", "field_f1", "rouge_l")
+# The longest gold report on one line takes 276 SmolLM2 tokens; 320 leaves a margin.
 MAX_NEW_TOKENS = 320
 ITEM_MATCH_THRESHOLD = 0.5
 
@@ -353,8 +355,13 @@ def load_schema(path: Path | None = None) -> dict[str, Any]:
     return schema
 
 
-class ReportTask:
+class ReportTask(UseCase):
     """Notes to a JSON incident report, scored by field F1, schema validity and ROUGE-L of the summary."""
+
+    task_name = TASK_NAME
+    per_example_metrics = METRIC_NAMES
+    corpus_metrics = CORPUS_METRIC_NAMES
+    answer_tokens = MAX_NEW_TOKENS
 
     def __init__(self, examples: Sequence[Example], schema: Mapping[str, Any], source: str = DATA_FILE) -> None:
         """Makes the task and checks every gold report against the schema.
@@ -377,30 +384,6 @@ class ReportTask:
                 where = f"target.report{error.json_path[1:]}"
                 raise UserError(f"{source}: example '{example.id}': field '{where}': {error.message}; {fix}")
         self._examples = tuple(examples)
-
-    @property
-    def name(self) -> str:
-        """``report-generation``."""
-        return TASK_NAME
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """``("field_f1", "schema_valid", "rouge_l")``, field F1 first."""
-        return METRIC_NAMES
-
-    @property
-    def max_new_tokens(self) -> int:
-        """Enough for the longest gold report written on one line (276 SmolLM2 tokens) with a margin."""
-        return MAX_NEW_TOKENS
-
-    @property
-    def corpus_metric_names(self) -> tuple[str, ...]:
-        """Schema validity rate, micro precision, recall and F1 of facts, and mean ROUGE-L."""
-        return CORPUS_METRIC_NAMES
-
-    def examples(self) -> Sequence[Example]:
-        """Every example, in file order."""
-        return self._examples
 
     def prompt(self, example: Example) -> str:
         """The fixed instruction and one worked example, then the notes and ``Report:``."""

@@ -19,6 +19,7 @@ from sacrebleu.metrics.chrf import CHRF
 
 from slm_eval.tasks.base import Example
 from slm_eval.tasks.border.data_files import data_path, load_examples
+from slm_eval.tasks.border.use_case import UseCase
 
 TASK_NAME = "multilingual-triage"
 DATA_FILE = "triage.jsonl"
@@ -120,6 +121,7 @@ PROMPT_INPUT = "Translate from {source} to {target}.\nPhrase: {question}\n"
 
 METRIC_NAMES: tuple[str, ...] = ("chrf", "intent")
 CORPUS_METRIC_NAMES: tuple[str, ...] = ("chrf_pp", "bleu", "intent_accuracy")
+# The longest two-line reference answer (Arabic, Russian) takes 61 SmolLM2 tokens.
 MAX_NEW_TOKENS = 80
 
 _CHRF = CHRF(word_order=2)
@@ -297,36 +299,17 @@ def corpus_scores_by_pair(pairs: Iterable[tuple[Example, str]]) -> dict[str, dic
     return {key: {**_corpus(group), "n": float(len(group))} for key, group in groups.items()}
 
 
-class TriageTask:
+class TriageTask(UseCase):
     """Desk-phrase translation with intent labels, scored with chrF++ (primary), BLEU and intent accuracy."""
+
+    task_name = TASK_NAME
+    per_example_metrics = METRIC_NAMES
+    corpus_metrics = CORPUS_METRIC_NAMES
+    answer_tokens = MAX_NEW_TOKENS
 
     def __init__(self, examples: Sequence[Example]) -> None:
         """Makes the task from loaded examples (each ``target`` holds ``source_lang``, ``target_lang``, ``intent``)."""
         self._examples = tuple(examples)
-
-    @property
-    def name(self) -> str:
-        """``multilingual-triage``."""
-        return TASK_NAME
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        """``("chrf", "intent")``: sentence chrF++ / 100 (primary) and intent correct (1/0)."""
-        return METRIC_NAMES
-
-    @property
-    def max_new_tokens(self) -> int:
-        """80: the longest reference answer (Arabic, Russian) takes 61 SmolLM2 tokens with both lines."""
-        return MAX_NEW_TOKENS
-
-    @property
-    def corpus_metric_names(self) -> tuple[str, ...]:
-        """``("chrf_pp", "bleu", "intent_accuracy")``, each in 0..1."""
-        return CORPUS_METRIC_NAMES
-
-    def examples(self) -> Sequence[Example]:
-        """Every example, in file order."""
-        return self._examples
 
     def prompt(self, example: Example) -> str:
         """The shared instruction and two shots, then the directions and the phrase to translate."""
