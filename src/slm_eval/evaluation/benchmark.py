@@ -20,11 +20,11 @@ from slm_eval.devices.profiles import EvaluationConfig, get_profile
 from slm_eval.errors import UserError
 from slm_eval.evaluation.benchmark_settings import BenchmarkSettings
 from slm_eval.evaluation.evaluate import execute
-from slm_eval.evaluation.plan import RunSettings, select_metrics
+from slm_eval.evaluation.plan import LOCAL_ONLY_METRICS, RunSettings, select_metrics
 from slm_eval.evaluation.summary import HostPerformanceSource, latest_scored
 from slm_eval.evaluation.verdict import UseCaseResult, decide, latency_p90_for_device, overall_score
 from slm_eval.models.catalogue import default_registry
-from slm_eval.results.records import RunPaths, new_run_id, read_json, read_records, write_json
+from slm_eval.results.records import RunPaths, new_run_id, read_json, read_records, safe_name, write_json
 from slm_eval.tasks.catalogue import check_use_cases, load_use_case
 
 PLAN_FILE = "benchmark-plan.json"
@@ -59,7 +59,7 @@ class Cell:
     settings: RunSettings
 
     def folder(self, root: Path) -> Path:
-        return root / _slug(self.model) / self.device / self.use_case
+        return root / safe_name(self.model, keep="-._") / self.device / self.use_case
 
 
 def plan_benchmark(request: BenchmarkRequest, config: EvaluationConfig) -> tuple[str, list[Cell]]:
@@ -80,7 +80,7 @@ def plan_benchmark(request: BenchmarkRequest, config: EvaluationConfig) -> tuple
     cells = []
     for card in cards:
         wanted = [*BENCHMARK_METRICS, *(["robustness"] if request.robustness else [])]
-        applicable = [m for m in wanted if not (card.kind == "api" and m in ("memory", "power"))]
+        applicable = [m for m in wanted if not (card.kind == "api" and m in LOCAL_ONLY_METRICS)]
         metrics = select_metrics(applicable, card, config.metrics)
         for profile in profiles:
             for name in use_cases:
@@ -248,10 +248,6 @@ def _result_dict(result: UseCaseResult) -> dict[str, Any]:
         "latency_label": result.latency_label,
         "valid": result.valid,
     }
-
-
-def _slug(model: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in Path(model).name.lower()).strip("-") or "model"
 
 
 def write_summary(root: Path, summary: dict[str, Any]) -> Path:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-USE_CASE_NAMES = (
-    "document-verification",
-    "multilingual-triage",
-    "entity-threat-detection",
-    "customs-help",
-    "report-generation",
-)
+from slm_eval.tasks.catalogue import USE_CASES
+
+# The names of the use cases, from the one catalogue that loads them.
+USE_CASE_NAMES = tuple(USE_CASES)
 
 
 class UseCaseRequirements(BaseModel):

@@ -35,8 +35,13 @@ SUMMARY_FILE = "summary.json"
 def new_run_id(model: str, now: datetime | None = None) -> str:
     """A sortable run id, unique in practice: ``20261129-101500-smollm2-135m-instruct-3fa2c1``."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in Path(model).name.lower()).strip("-")
-    return f"{stamp}-{safe[:40]}-{secrets.token_hex(3)}"
+    return f"{stamp}-{safe_name(model)[:40]}-{secrets.token_hex(3)}"
+
+
+def safe_name(name: str, keep: str = "-.") -> str:
+    """A folder-safe lower-case form of a model name or path's last part: other characters become ``-``."""
+    safe = "".join(ch if ch.isalnum() or ch in keep else "-" for ch in Path(name).name.lower()).strip("-")
+    return safe or "model"
 
 
 @dataclass(frozen=True)
