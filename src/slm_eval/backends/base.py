@@ -7,10 +7,10 @@ function, named in :mod:`slm_eval.backends.catalogue`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from slm_eval.errors import UserError
 from slm_eval.metrics.timing import Clock, MonotonicClock, rate_per_second
@@ -64,6 +64,8 @@ class LoadOptions:
             covers only the new part of the prompt. Off by default, so each request starts cold.
         dtype: the weights' number format for backends that choose one (``float32`` or ``bfloat16``).
         trust_remote_code: let transformers run Python code shipped with the model; only when the user asks.
+        encoder_task: the task head an encoder is loaded with (``qa``, ``ner`` or ``classify``).
+        provider: the ONNX Runtime execution provider (``cpu`` or ``cuda``); ``None`` picks the best present.
     """
 
     threads: int | None = None
@@ -74,6 +76,8 @@ class LoadOptions:
     prefix_cache: bool = False
     dtype: str = "float32"
     trust_remote_code: bool = False
+    encoder_task: EncoderTask = "qa"
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,98 @@ def output_budget(request: GenerationRequest, prompt_tokens: int, context_length
     return min(request.max_new_tokens, room)
 
 
+@dataclass(frozen=True)
+class EncoderRequest:
+    """One input for an encoder's task head.
+
+    Attributes:
+        text: the question (``qa``), or the text to label (``ner``) or classify (``classify``).
+        context: the passage an extractive answer is taken from (``qa`` only).
+    """
+
+    text: str
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class EncoderPrediction:
+    """What an encoder's task head made of one input, with its timing (seconds, from the backend's clock).
+
+    Attributes:
+        text: the answer span (``qa``); the entities as JSON ``{"entities": [{"text", "type", "start",
+            "end"}]}`` (``ner``); the label (``classify``). Task scorers read this like a decoder's output.
+        input_tokens: tokens fed to the model, special tokens included.
+        started_at: the instant the request was submitted (tokenization included).
+        finished_at: the instant the prediction was ready.
+        confidence: the head's probability for its answer (span, mean entity token, or label), 0..1.
+        detail: task-specific facts: ``start``/``end`` character offsets in the context (``qa``), the
+            entity list (``ner``), or the probability of each label (``classify``).
+    """
+
+    text: str
+    input_tokens: int
+    started_at: float
+    finished_at: float
+    confidence: float | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_to_end_s(self) -> float:
+        """Seconds from submission to the prediction."""
+        return self.finished_at - self.started_at
+
+
+class EncoderBackend(Protocol):
+    """A loaded encoder with one task head (extractive QA, token classification or sequence classification)."""
+
+    @property
+    def name(self) -> str:
+        """The backend's catalogue name, e.g. ``onnx``."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do; ``encoder_tasks`` holds the loaded head's task."""
+        ...
+
+    @property
+    def parameter_count(self) -> int | None:
+        """Parameters of the loaded model, or ``None`` when the runtime cannot tell."""
+        ...
+
+    @property
+    def task(self) -> EncoderTask:
+        """The task head loaded."""
+        ...
+
+    @property
+    def head_trained(self) -> bool:
+        """False when the head's weights were initialised at random (its scores then mean nothing)."""
+        ...
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The head's labels in output order (BIO tags for ``ner``, classes for ``classify``; none for ``qa``)."""
+        ...
+
+    def predict(self, requests: Sequence[EncoderRequest]) -> list[EncoderPrediction]:
+        """Run the head on each request, in order, timing each one.
+
+        Raises:
+            UserError: a request cannot be served (empty text, a ``qa`` request without context).
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model. The backend is unusable afterwards."""
+        ...
+
+
+def is_encoder_backend(backend: object) -> bool:
+    """True for a loaded encoder (it has ``predict``), false for a generating backend."""
+    return callable(getattr(backend, "predict", None))
+
+
 class Backend(Protocol):
     """A loaded model that answers requests."""
 
@@ -209,6 +305,6 @@ class Backend(Protocol):
 class BackendLoader(Protocol):
     """The ``load`` function each backend module exposes."""
 
-    def __call__(self, card: ModelCard, location: Path | None, options: LoadOptions) -> Backend:
+    def __call__(self, card: ModelCard, location: Path | None, options: LoadOptions) -> Backend | EncoderBackend:
         """Load the model described by ``card`` whose weights are at ``location``."""
         ...

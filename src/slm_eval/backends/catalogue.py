@@ -69,7 +69,15 @@ BACKENDS: dict[str, BackendEntry] = {
         requires=("torch", "transformers"),
         extra="torch",
         needs_weights=True,
-        description="PyTorch decoders through transformers (local folders and dequantized GGUF files)",
+        description="PyTorch decoders and encoders through transformers (local folders, dequantized GGUF files)",
+    ),
+    "onnx": BackendEntry(
+        name="onnx",
+        loader="slm_eval.backends.onnx:load",
+        requires=("onnxruntime",),
+        extra="onnx",
+        needs_weights=True,
+        description="ONNX Runtime: decoders through onnxruntime-genai, encoders through onnxruntime sessions",
     ),
 }
 

@@ -12,7 +12,7 @@ import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import transformers
@@ -33,6 +33,9 @@ from slm_eval.errors import UserError
 from slm_eval.logs import get_logger
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard
+
+if TYPE_CHECKING:
+    from slm_eval.backends.transformers_encoder import TransformersEncoderBackend
 
 log = get_logger(__name__)
 
@@ -239,7 +242,7 @@ def _hub_offline() -> bool:
     return flagged or bool(constants.HF_HUB_OFFLINE)
 
 
-def _sources(card: ModelCard, location: Path | None) -> tuple[str, dict[str, Any], str]:
+def model_sources(card: ModelCard, location: Path | None) -> tuple[str, dict[str, Any], str]:
     """Where ``from_pretrained`` reads from, its extra arguments, and a name for messages."""
     if location is not None:
         if not location.exists():
@@ -258,7 +261,7 @@ def _sources(card: ModelCard, location: Path | None) -> tuple[str, dict[str, Any
 
 
 def _load_parts(card: ModelCard, location: Path | None, options: LoadOptions, dtype: torch.dtype) -> tuple[Any, Any]:
-    source, extra, label = _sources(card, location)
+    source, extra, label = model_sources(card, location)
     hub = location is None
     offline = hub and bool(extra["local_files_only"])
     try:
@@ -269,9 +272,9 @@ def _load_parts(card: ModelCard, location: Path | None, options: LoadOptions, dt
         )
     except (OSError, ValueError) as exc:
         if hub:
-            raise _hub_error(label, offline, exc) from exc
+            raise hub_error(label, offline, exc) from exc
         raise UserError(
-            f"cannot load the tokenizer of {label}: it is missing or unreadable ({_first_line(exc)})"
+            f"cannot load the tokenizer of {label}: it is missing or unreadable ({first_line(exc)})"
         ) from exc
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -279,37 +282,51 @@ def _load_parts(card: ModelCard, location: Path | None, options: LoadOptions, dt
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         if hub:
-            raise _hub_error(label, offline, exc) from exc
+            raise hub_error(label, offline, exc) from exc
         raise UserError(
             f"transformers cannot load {label}: the weights are missing (safetensors only), corrupt or of an "
-            f"unsupported architecture ({_first_line(exc)})"
+            f"unsupported architecture ({first_line(exc)})"
         ) from exc
     return model, tokenizer
 
 
-def _hub_error(label: str, offline: bool, exc: BaseException) -> UserError:
+def hub_error(label: str, offline: bool, exc: BaseException) -> UserError:
     if offline:
         return UserError(f"{label} is {OFFLINE_MESSAGE}")
-    return UserError(f"cannot download {label} from the hub ({_first_line(exc)}); or give a local path")
+    return UserError(f"cannot download {label} from the hub ({first_line(exc)}); or give a local path")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load(card: ModelCard, location: Path | None, options: LoadOptions) -> TransformersBackend:
-    """Load a decoder with transformers from a local folder, a GGUF file, or the hub when online.
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name``.
 
     Raises:
-        UserError: the model is not a decoder, the dtype is unknown, the weights or tokenizer cannot be
-            loaded, or a hub id is asked for without a network.
+        UserError: an unknown or unsupported dtype.
     """
-    if card.kind != "decoder":
-        raise UserError(f"{card.name} is an {card.kind} model; the transformers backend runs decoders only")
-    dtype = DTYPES.get(options.dtype.strip().lower())
+    dtype = DTYPES.get(name.strip().lower())
     if dtype is None:
-        raise UserError(f"unknown dtype '{options.dtype}': choose one of {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype '{name}': choose one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def load(card: ModelCard, location: Path | None, options: LoadOptions) -> TransformersBackend | TransformersEncoderBackend:
+    """Load a decoder, or an encoder with its task head, from a local folder, a GGUF file, or the hub.
+
+    Raises:
+        UserError: the model is an API, the dtype is unknown, the weights or tokenizer cannot be loaded,
+            or a hub id is asked for without a network.
+    """
+    if card.kind == "encoder":
+        from slm_eval.backends.transformers_encoder import load_encoder
+
+        return load_encoder(card, location, options)
+    if card.kind != "decoder":
+        raise UserError(f"{card.name} is an {card.kind} model; the transformers backend runs local models only")
+    dtype = torch_dtype(options.dtype)
     threads = options.threads or usable_cpu_count()
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
