@@ -139,15 +139,53 @@ def quick_test_command(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Let the transformers backend run code shipped with the model."
     ),
+    task: str | None = typer.Option(
+        None, "--task", help="Encoders: the task head, qa (needs --context), ner or classify (default: qa)."
+    ),
+    context: str | None = typer.Option(None, "--context", help="Encoders, --task qa: the passage to answer from."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON instead of streaming."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Use the fake backend: no model is loaded."),
 ) -> None:
-    """Answer prompts with one model, streaming, then show tokens, TTFT, tokens/s and peak memory."""
+    """Answer prompts with one model, streaming, then show tokens, TTFT, tokens/s and peak memory.
+
+    An encoder runs its task head instead: extractive QA over --context, entities (ner) or a label (classify).
+    """
     from slm_eval.devices.cpus import usable_cpu_count
 
     settings = app_state(ctx).settings
     prompts = list(inputs) + (read_prompts(file) if file is not None else [])
     card = default_registry().resolve(model or settings.defaults.model)
+    if card.kind == "encoder":
+        from slm_eval.backends.encoder_heads import parse_encoder_task
+        from slm_eval.cli_output import print_encoder_quick_test
+        from slm_eval.quicktest_encoder import EncoderQuickTestPlan, run_encoder_quick_test
+
+        encoder_plan = EncoderQuickTestPlan(
+            card=card,
+            backend=backend,
+            task=parse_encoder_task(task or "qa"),
+            texts=tuple(prompts),
+            context=context,
+            load_options=LoadOptions(
+                threads=threads or settings.defaults.threads or usable_cpu_count(),
+                context_length=context_length or 512,
+                seed=settings.defaults.seed,
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+                encoder_task=parse_encoder_task(task or "qa"),
+            ),
+            cache_dir=settings.paths.cache,
+        )
+        if dry_run:
+            raise UserError("--dry-run runs the fake decoder; it cannot stand in for an encoder")
+        encoder_result = run_encoder_quick_test(encoder_plan)
+        if as_json:
+            typer.echo(json.dumps(encoder_result.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            print_encoder_quick_test(Console(), Console(stderr=True), encoder_result)
+        return
+    if task is not None or context is not None:
+        raise UserError(f"--task and --context apply to encoder models; {card.name} is a {card.kind} model")
     plan = QuickTestPlan(
         card=card,
         backend=backend,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slm_eval.models.registry import ModelCard
 from slm_eval.quicktest import QuickTestAnswer
+
+if TYPE_CHECKING:
+    from slm_eval.quicktest_encoder import EncoderQuickTestResult
 
 
 def format_parameters(count: int | None) -> str:
@@ -181,3 +186,19 @@ def benchmark_table(summary: Mapping[str, Any]) -> Table:
             more = len(verdict["reasons"]) - len(shown)
             table.add_row("", "", "", "", "", f"... and {more} more (see the report)", style="dim")
     return table
+
+
+def print_encoder_quick_test(out: Console, err: Console, result: EncoderQuickTestResult) -> None:
+    """Each input with the head's answer and one line of figures; the untrained-head warning first, on stderr."""
+    if result.warning is not None:
+        err.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
+    for answer in result.answers:
+        p = answer.prediction
+        out.print(f"[bold]> {escape(answer.text)}[/]", highlight=False)
+        out.print(escape(p.text) if p.text else "[dim](empty span)[/]", highlight=False)
+        confidence = "n/a" if p.confidence is None else f"{p.confidence:.3f}"
+        out.print(
+            f"[dim]{result.task} · input {p.input_tokens} tok · latency {p.end_to_end_s * 1000:.1f} ms · "
+            f"confidence {confidence} · peak RSS {answer.peak_memory.format(0)} · measured[/]",
+            highlight=False,
+        )

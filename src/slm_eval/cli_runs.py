@@ -95,6 +95,8 @@ def evaluate_command(
         typer.echo(json.dumps(outcome.summary, indent=2, ensure_ascii=False))
         return
     table_console().print(evaluation_table(outcome.summary))
+    for warning in outcome.summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"report: {outcome.report}", markup=False, highlight=False)
 
 

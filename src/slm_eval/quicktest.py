@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
-from slm_eval.backends.base import Generation, GenerationRequest, LoadOptions, TokenCallback
+from slm_eval.backends.base import (
+    Backend,
+    Generation,
+    GenerationRequest,
+    LoadOptions,
+    TokenCallback,
+    is_encoder_backend,
+)
 from slm_eval.backends.catalogue import BACKENDS, choose_backend, load_backend
 from slm_eval.errors import UserError
 from slm_eval.metrics.figures import Figure, FigureLabel
@@ -133,7 +140,11 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
     label: FigureLabel = "scripted" if entry.name == "fake" else "measured"
     clock = plan.load_options.clock
     load_started = clock.now()
-    backend = load_backend(entry, plan.card, plan.load_options, plan.cache_dir)
+    loaded = load_backend(entry, plan.card, plan.load_options, plan.cache_dir)
+    if is_encoder_backend(loaded):
+        loaded.close()
+        raise UserError(f"{plan.card.name} is an encoder: it runs a task head (--task), not text generation")
+    backend = cast(Backend, loaded)
     load_seconds = clock.now() - load_started
     remote = not backend.capabilities.local
     answers = []

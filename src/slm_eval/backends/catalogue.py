@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from slm_eval.backends.base import Backend, BackendLoader, LoadOptions
+from slm_eval.backends.base import Backend, BackendLoader, EncoderBackend, LoadOptions
 from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint
 from slm_eval.models.registry import ModelCard
 
@@ -97,11 +97,6 @@ def choose_backend(card: ModelCard, requested: str | None) -> BackendEntry:
                 f"{card.name} cannot run on the {entry.name} backend; it runs on {', '.join(card.backends)}"
             )
         return entry
-    if card.kind == "encoder":
-        raise UserError(
-            f"{card.name} is an encoder model: encoder tasks are not yet supported by this backend set "
-            f"(available: {', '.join(BACKENDS)}); try a decoder such as smollm2-135m-instruct"
-        )
     entry = BACKENDS.get(card.default_backend)
     if entry is None:
         runnable = [name for name in card.backends if name in BACKENDS]
@@ -114,7 +109,9 @@ def choose_backend(card: ModelCard, requested: str | None) -> BackendEntry:
     return entry
 
 
-def load_backend(entry: BackendEntry, card: ModelCard, options: LoadOptions, cache_dir: Path) -> Backend:
+def load_backend(
+    entry: BackendEntry, card: ModelCard, options: LoadOptions, cache_dir: Path
+) -> Backend | EncoderBackend:
     """Check the backend's packages, locate the weights and load the model.
 
     Raises:

@@ -35,7 +35,7 @@ HEAD_OUTPUTS: dict[EncoderTask, tuple[str, ...]] = {
 MAX_ANSWER_TOKENS = 30
 UNTRAINED_HEAD_WARNING = (
     "the {task} head of {model} is randomly initialised (not trained): its answers and scores are "
-    "meaningless until it is fine-tuned (slm-eval train)"
+    "meaningless until the head is fine-tuned on the task"
 )
 
 
@@ -157,13 +157,13 @@ def extract_span(
     start_p = _softmax(start)
     end_p = _softmax(end)
     best = (-np.inf, 0, 0)
-    positions = np.flatnonzero(in_context)
-    for i in positions:
-        window = end[i : i + MAX_ANSWER_TOKENS]
-        j = int(np.argmax(window)) + int(i)
-        total = start[i] + end[j]
+    for position in np.flatnonzero(in_context):
+        first_token = int(position)
+        window = end[first_token : first_token + MAX_ANSWER_TOKENS]
+        last_token = int(np.argmax(window)) + first_token
+        total = float(start[first_token] + end[last_token])
         if total > best[0]:
-            best = (float(total), int(i), j)
+            best = (total, first_token, last_token)
     _, i, j = best
     first, last = encoded.offsets[i][0], encoded.offsets[j][1]
     return context[first:last], first, last, float(start_p[i] * end_p[j])
@@ -231,7 +231,9 @@ def to_prediction(
         return EncoderPrediction(text, tokens, started_at, finished_at, probability, {"start": start, "end": end})
     logits = np.asarray(outputs["logits"])
     if task == "ner":
-        entities, confidence = decode_entities(logits.reshape(-1, logits.shape[-1])[:tokens], encoded, request.text, labels)
+        entities, confidence = decode_entities(
+            logits.reshape(-1, logits.shape[-1])[:tokens], encoded, request.text, labels
+        )
         payload = json.dumps({"entities": [{"text": e["text"], "type": e["type"]} for e in entities]})
         return EncoderPrediction(payload, tokens, started_at, finished_at, confidence, {"entities": entities})
     probabilities = _softmax(logits.reshape(-1).astype(np.float64))

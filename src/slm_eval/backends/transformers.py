@@ -313,7 +313,9 @@ def torch_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def load(card: ModelCard, location: Path | None, options: LoadOptions) -> TransformersBackend | TransformersEncoderBackend:
+def load(
+    card: ModelCard, location: Path | None, options: LoadOptions
+) -> TransformersBackend | TransformersEncoderBackend:
     """Load a decoder, or an encoder with its task head, from a local folder, a GGUF file, or the hub.
 
     Raises:

@@ -96,6 +96,9 @@ def load_head_model(
             "label2id": {name: index for index, name in enumerate(labels)},
         }
     auto_class = getattr(transformers, HEAD_CLASSES[task])
+    # transformers prints a load report listing the head's missing weights; head_trained says it once, clearly.
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     torch.manual_seed(seed)
     try:
         model, info = auto_class.from_pretrained(
@@ -149,9 +152,7 @@ class TransformersEncoderBackend:
         started = self._clock.now()
         encoded = encode(head.tokenizer, head.task, request, head.max_length)
         device = head.model.device
-        inputs = {
-            name: torch.from_numpy(array).to(device) for name, array in encoded.arrays(self._input_names).items()
-        }
+        inputs = {name: torch.from_numpy(array).to(device) for name, array in encoded.arrays(self._input_names).items()}
         with torch.inference_mode():
             output = head.model(**inputs)
         arrays = {name: getattr(output, name).float().cpu().numpy() for name in HEAD_OUTPUTS[head.task]}

@@ -20,7 +20,10 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:
+    from slm_eval.backends.base import Backend, EncoderBackend
 
 EXIT_USER_ERROR = 3
 EXIT_MEMORY = 4
@@ -98,7 +101,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
     """Load the model named in the job and answer its requests, emitting events."""
     import psutil
 
-    from slm_eval.backends.base import GenerationRequest, LoadOptions
+    from slm_eval.backends.base import GenerationRequest, LoadOptions, is_encoder_backend
     from slm_eval.backends.catalogue import choose_backend, load_backend
     from slm_eval.models.catalogue import default_registry
 
@@ -113,6 +116,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         prefix_cache=bool(load.get("prefix_cache", False)),
         dtype=str(load.get("dtype", "float32")),
         trust_remote_code=bool(load.get("trust_remote_code", False)),
+        **({"encoder_task": load["encoder_task"]} if load.get("encoder_task") else {}),
     )
     process = psutil.Process()
     rss_before = process.memory_info().rss
@@ -127,8 +131,13 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         rss_after=process.memory_info().rss,
         parameters=backend.parameter_count,
         local=backend.capabilities.local,
+        **_encoder_facts(backend),
     )
     try:
+        if is_encoder_backend(backend):
+            _answer_encoder(cast("EncoderBackend", backend), job["requests"], events)
+            return
+        generating = cast("Backend", backend)
         for item in job["requests"]:
             request = GenerationRequest(
                 prompt=item["prompt"],
@@ -136,7 +145,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
                 ignore_eos=bool(item.get("ignore_eos", False)),
             )
             cpu_started = time.process_time()
-            (generation,) = backend.generate([request])
+            (generation,) = generating.generate([request])
             events.emit(
                 "result",
                 key=item["key"],
@@ -154,6 +163,41 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
     finally:
         backend.close()
     events.emit("done", cpu_s=time.process_time(), peak_rss_bytes=own_peak_rss_bytes())
+
+
+def _encoder_facts(backend: object) -> dict[str, Any]:
+    """The head an encoder was loaded with, and whether it was trained (nothing for a generating backend)."""
+    if not callable(getattr(backend, "predict", None)):
+        return {}
+    return {
+        "encoder_task": getattr(backend, "task", None),
+        "head_trained": bool(getattr(backend, "head_trained", False)),
+    }
+
+
+def _answer_encoder(backend: EncoderBackend, items: list[dict[str, Any]], events: EventStream) -> None:
+    """Run an encoder's head on each request; a result carries its latency and no token timings."""
+    from slm_eval.backends.base import EncoderRequest
+
+    for item in items:
+        cpu_started = time.process_time()
+        (prediction,) = backend.predict([EncoderRequest(text=item["prompt"], context=item.get("context"))])
+        seconds = prediction.end_to_end_s
+        events.emit(
+            "result",
+            key=item["key"],
+            text=prediction.text,
+            prompt_tokens=prediction.input_tokens,
+            output_tokens=0,
+            ttft_s=None,
+            tpot_s=None,
+            e2e_s=seconds,
+            decode_tps=None,
+            prompt_tps=prediction.input_tokens / seconds if seconds > 0 else None,
+            finish_reason="stop",
+            confidence=prediction.confidence,
+            cpu_s=time.process_time() - cpu_started,
+        )
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from slm_eval.backends.catalogue import choose_backend
 from slm_eval.devices.profiles import EvaluationConfig, get_profile
 from slm_eval.errors import UserError
-from slm_eval.evaluation.plan import RunSettings, select_metrics
+from slm_eval.evaluation.plan import RunSettings, encoder_task_for, select_metrics
 from slm_eval.evaluation.runner import ProgressCallback, RunContext, SessionResult, run_session
 from slm_eval.evaluation.summary import HostPerformanceSource, summarize
 from slm_eval.logs import get_logger
@@ -74,6 +74,7 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
     if dataset is not None and Path(dataset).expanduser().exists():
         dataset = str(Path(dataset).expanduser().resolve())  # so --resume works from any folder
     task = resolve_task(dataset)
+    encoder_task = encoder_task_for(card, task)
     settings = RunSettings(
         run_id=new_run_id(card.name),
         model=card.name,
@@ -94,6 +95,7 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
         bootstrap_resamples=config.bootstrap.resamples,
         dtype=request.dtype,
         trust_remote_code=request.trust_remote_code,
+        encoder_task=encoder_task,
     )
     return settings, card
 

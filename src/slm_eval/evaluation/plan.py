@@ -67,6 +67,7 @@ class RunSettings:
     prefix_cache: bool = False
     dtype: str = "float32"
     trust_remote_code: bool = False
+    encoder_task: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +110,34 @@ class RequestSpec:
     example_id: str
     perturbation: str
     prompt: str
+    context: str | None = None
+
+
+def encoder_task_for(card: ModelCard, task: Task) -> str | None:
+    """The head an encoder runs ``task`` with (``None`` for a decoder or an API, which generate text).
+
+    Raises:
+        UserError: the task needs generated text, which an encoder cannot produce.
+    """
+    if card.kind != "encoder":
+        return None
+    from slm_eval.tasks.squad import SquadTask
+
+    if isinstance(task, SquadTask):
+        return "qa"
+    raise UserError(
+        f"{task.name} needs generated text, which {card.name} (an encoder) cannot produce; encoders run "
+        "extractive QA: --dataset border-qa (the default), a SQuAD-format file, or squad"
+    )
+
+
+def _spec(
+    settings: RunSettings, task: Task, key: str, kind: RequestKind, example: Example, variant: str
+) -> RequestSpec:
+    """The request for ``example``: its prompt for a decoder, its question and passage for an encoder."""
+    if settings.encoder_task is not None:
+        return RequestSpec(key, kind, example.id, variant, example.question, example.context)
+    return RequestSpec(key, kind, example.id, variant, task.prompt(example))
 
 
 def request_key(kind: RequestKind, example_id: str, variant: str) -> str:
@@ -134,13 +163,9 @@ def build_requests(
     requests: list[RequestSpec] = []
     for index in range(settings.validity.warmup_requests):
         example = examples[index % len(examples)]
-        requests.append(
-            RequestSpec(
-                request_key("warmup", example.id, str(index)), "warmup", example.id, CLEAN, task.prompt(example)
-            )
-        )
+        requests.append(_spec(settings, task, request_key("warmup", example.id, str(index)), "warmup", example, CLEAN))
     clean = [
-        RequestSpec(request_key("eval", ex.id, CLEAN), "eval", ex.id, CLEAN, task.prompt(ex))
+        _spec(settings, task, request_key("eval", ex.id, CLEAN), "eval", ex, CLEAN)
         for ex in examples
         if request_key("eval", ex.id, CLEAN) not in done
     ]
@@ -148,14 +173,10 @@ def build_requests(
     timed_needed = settings.validity.min_requests - len(clean) if "latency" in settings.metrics else 0
     for index in range(max(0, timed_needed)):
         example = examples[index % len(examples)]
-        requests.append(
-            RequestSpec(
-                request_key("timing", example.id, str(index)), "timing", example.id, CLEAN, task.prompt(example)
-            )
-        )
+        requests.append(_spec(settings, task, request_key("timing", example.id, str(index)), "timing", example, CLEAN))
     for name, variants in perturbed.items():
         for example in variants:
             key = request_key("eval", example.id, name)
             if key not in done:
-                requests.append(RequestSpec(key, "eval", example.id, name, task.prompt(example)))
+                requests.append(_spec(settings, task, key, "eval", example, name))
     return requests

@@ -135,8 +135,9 @@ def run_session(
             "prefix_cache": settings.prefix_cache,
             "dtype": settings.dtype,
             "trust_remote_code": settings.trust_remote_code,
+            "encoder_task": settings.encoder_task,
         },
-        "requests": [{"key": r.key, "prompt": r.prompt, "max_new_tokens": settings.max_new_tokens} for r in requests],
+        "requests": [_job_request(r, settings.max_new_tokens) for r in requests],
     }
     specs = {r.key: r for r in requests}
     docker = choose_docker(settings.device.name) if context.allow_docker else None
@@ -197,6 +198,13 @@ def run_session(
     return result
 
 
+def _job_request(spec: RequestSpec, max_new_tokens: int) -> dict[str, Any]:
+    item: dict[str, Any] = {"key": spec.key, "prompt": spec.prompt, "max_new_tokens": max_new_tokens}
+    if spec.context is not None:
+        item["context"] = spec.context
+    return item
+
+
 def _record(
     settings: RunSettings,
     session: int,
@@ -232,6 +240,7 @@ def _record(
         "prompt_tps": event.get("prompt_tps"),
         "decode_tps": event.get("decode_tps"),
         "cpu_s": event.get("cpu_s"),
+        **({"confidence": event["confidence"]} if "confidence" in event else {}),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
 

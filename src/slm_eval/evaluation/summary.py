@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from slm_eval.backends.encoder_heads import UNTRAINED_HEAD_WARNING
 from slm_eval.devices.fingerprint import host_fingerprint
 from slm_eval.devices.projection import HostPerformance, project_to_profile
 from slm_eval.evaluation.plan import CLEAN, RunSettings
@@ -156,6 +157,13 @@ def summarize(
         "config": settings.to_dict(),
         "metrics": {},
     }
+    if session.loaded.get("encoder_task"):
+        summary["model"]["encoder_task"] = session.loaded["encoder_task"]
+        summary["model"]["head_trained"] = bool(session.loaded.get("head_trained"))
+        if not summary["model"]["head_trained"]:
+            summary["warnings"] = [
+                UNTRAINED_HEAD_WARNING.format(task=session.loaded["encoder_task"], model=card.name)
+            ]
     metrics: dict[str, Any] = summary["metrics"]
     if "model_size" in settings.metrics:
         metrics["model_size"] = _model_size(session, summary["model"]["parameters"])

@@ -116,6 +116,8 @@ def _verdict(doc: Document, summary: Mapping[str, Any]) -> None:
         ["timing valid", fmt(validity.get("valid")), "; ".join(validity.get("reasons", []))],
     ]
     doc.table(["check", "result", "reason"], rows)
+    for warning in summary.get("warnings", []):
+        doc.add(Paragraph(f"Warning: {warning}."))
 
 
 def _latency(doc: Document, latency: Mapping[str, Any]) -> None:
