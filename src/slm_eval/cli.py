@@ -69,27 +69,82 @@ def _global_options(
 
 @app.command("models")
 def models_command(
+    ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print the catalogue as JSON."),
 ) -> None:
-    """List the models in the catalogue, with their sources and backends."""
+    """List the models in the catalogue, with their sources, backends and the variants in the model store."""
     from slm_eval.cli_output import models_json, models_table
+    from slm_eval.models.store import ModelStore
 
     cards = default_registry().cards()
+    variants = ModelStore(app_state(ctx).settings.paths.models).variants()
     if as_json:
-        typer.echo(models_json(cards))
+        typer.echo(models_json(cards, variants))
     else:
-        table_console().print(models_table(cards))
+        table_console().print(models_table(cards, variants))
+
+
+@app.command("convert")
+def convert_command(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="A catalogued model, alias or model@variant."),
+    output_format: str = typer.Option("onnx", "--format", help="Output format: onnx."),
+    target: str = typer.Option("cpu", "--target", help="Where it will run: cpu, cuda or mobile."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="Decoders: fp32 (default), int8 or int4 weights. Encoders: fp32."
+    ),
+    task: str = typer.Option("qa", "--task", help="Encoders: the task head to export, qa, ner or classify."),
+    name: str | None = typer.Option(None, "--name", help="The variant's name (default: onnx-<precision|task>)."),
+    force: bool = typer.Option(False, "--force", help="Replace a variant of the same name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Export a model to ONNX, check parity with the original, and store it as a variant with a manifest.
+
+    The variant lands in the model store (data/models/<model>/<variant>/) only when the parity check passes,
+    and is then a model of its own: --model <model>@<variant>.
+    """
+    from slm_eval.backends.encoder_heads import parse_encoder_task
+    from slm_eval.models.store import ModelStore
+    from slm_eval.optimize.convert import ConvertRequest, convert
+
+    settings = app_state(ctx).settings
+    card = default_registry().resolve(model, settings.paths.models)
+    request = ConvertRequest(
+        model=model,
+        format=output_format,
+        target=target,
+        precision=precision,
+        task=parse_encoder_task(task),
+        name=name,
+        force=force,
+        seed=settings.defaults.seed,
+    )
+    err = Console(stderr=True)
+    outcome = convert(
+        request,
+        card,
+        ModelStore(settings.paths.models),
+        settings.paths.cache,
+        on_step=lambda message: err.print(message, markup=False, highlight=False),
+    )
+    if as_json:
+        typer.echo(json.dumps(outcome.to_dict(), indent=2, ensure_ascii=False))
+        return
+    from slm_eval.cli_output import convert_summary
+
+    table_console().print(convert_summary(outcome))
 
 
 @app.command("info")
 def info_command(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="A model name or alias, or a path to a GGUF file or model folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
     """Show one model's card: architecture, size, context, licence, backends and weights."""
     from slm_eval.cli_output import info_table
 
-    card = default_registry().resolve(name)
+    card = default_registry().resolve(name, app_state(ctx).settings.paths.models)
     if as_json:
         typer.echo(json.dumps({**card.to_dict(), "installed": card.source.available()}, indent=2))
     else:
@@ -154,7 +209,7 @@ def quick_test_command(
 
     settings = app_state(ctx).settings
     prompts = list(inputs) + (read_prompts(file) if file is not None else [])
-    card = default_registry().resolve(model or settings.defaults.model)
+    card = default_registry().resolve(model or settings.defaults.model, settings.paths.models)
     if card.kind == "encoder":
         from slm_eval.backends.encoder_heads import parse_encoder_task
         from slm_eval.cli_output import print_encoder_quick_test

@@ -14,6 +14,8 @@ from slm_eval.models.registry import ModelCard
 from slm_eval.quicktest import QuickTestAnswer
 
 if TYPE_CHECKING:
+    from slm_eval.models.store import Variant
+    from slm_eval.optimize.convert import ConvertOutcome
     from slm_eval.quicktest_encoder import EncoderQuickTestResult
 
 
@@ -42,11 +44,16 @@ def weights_status(card: ModelCard) -> str:
     return "installed" if card.source.available() else "not installed"
 
 
-def models_table(cards: Sequence[ModelCard]) -> Table:
-    """The catalogue as a rich table; ``slm-eval info NAME`` shows the rest of a card."""
-    table = Table(title="Models", title_justify="left", caption="slm-eval info NAME shows a whole card")
-    for column in ("name", "kind", "params", "context", "format", "licence", "weights"):
+def models_table(cards: Sequence[ModelCard], variants: Sequence[Variant] = ()) -> Table:
+    """The catalogue as a rich table, with each model's variants in the store; ``slm-eval info NAME`` shows more."""
+    table = Table(
+        title="Models",
+        title_justify="left",
+        caption="slm-eval info NAME shows a whole card; a variant runs as --model NAME@VARIANT",
+    )
+    for column in ("name", "kind", "params", "context", "format", "licence", "weights", "variants"):
         table.add_column(column, no_wrap=column in {"name", "params", "context"})
+    by_model = _variants_by_model(variants)
     for card in cards:
         table.add_row(
             card.name,
@@ -56,13 +63,70 @@ def models_table(cards: Sequence[ModelCard]) -> Table:
             card.source.format,
             card.licence,
             weights_status(card),
+            ", ".join(f"{v.name} ({v.size_bytes / 2**20:.0f} MiB)" for v in by_model.get(card.name, [])) or "-",
         )
     return table
 
 
-def models_json(cards: Sequence[ModelCard]) -> str:
-    """The catalogue as JSON, each card with whether its weights are on this machine."""
-    return json.dumps([{**card.to_dict(), "installed": card.source.available()} for card in cards], indent=2)
+def _variants_by_model(variants: Sequence[Variant]) -> dict[str, list[Variant]]:
+    table: dict[str, list[Variant]] = {}
+    for variant in variants:
+        table.setdefault(variant.model, []).append(variant)
+    return table
+
+
+def variant_to_dict(variant: Variant) -> dict[str, Any]:
+    """What ``models --json`` says about one variant."""
+    manifest = variant.manifest
+    return {
+        "name": variant.name,
+        "reference": variant.reference,
+        "format": variant.format,
+        "method": manifest.get("method"),
+        "precision": manifest.get("precision"),
+        "target": manifest.get("target"),
+        "size_bytes": variant.size_bytes,
+        "created": manifest.get("created"),
+        "parity_passed": (manifest.get("parity") or {}).get("passed"),
+        "path": str(variant.path),
+    }
+
+
+def models_json(cards: Sequence[ModelCard], variants: Sequence[Variant] = ()) -> str:
+    """The catalogue as JSON, each card with whether its weights are on this machine and its variants."""
+    by_model = _variants_by_model(variants)
+    return json.dumps(
+        [
+            {
+                **card.to_dict(),
+                "installed": card.source.available(),
+                "variants": [variant_to_dict(v) for v in by_model.get(card.name, [])],
+            }
+            for card in cards
+        ],
+        indent=2,
+    )
+
+
+def convert_summary(outcome: ConvertOutcome) -> Table:
+    """What ``convert`` made: where, how big, what the export did to the graph, and the parity figures."""
+    variant = outcome.variant
+    table = Table(show_header=False, title=f"{variant.reference}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("path", str(variant.path))
+    table.add_row("size", f"{variant.size_bytes / 2**20:.1f} MiB (measured)")
+    table.add_row("method", str(variant.manifest.get("method")))
+    for key in ("ops_before", "ops_after", "op_count", "opset", "exporter", "execution_provider"):
+        value = outcome.export.get(key)
+        if value is not None:
+            shown = sum(value.values()) if isinstance(value, Mapping) else value
+            table.add_row(key.replace("_", " "), str(shown))
+    for key, value in outcome.parity.items():
+        if isinstance(value, bool | int | float | str):
+            table.add_row(f"parity {key.replace('_', ' ')}", f"{value:.6g}" if isinstance(value, float) else str(value))
+    table.add_row("took", f"{outcome.seconds:.1f} s (measured)")
+    return table
 
 
 def info_table(card: ModelCard) -> Table:

@@ -77,6 +77,7 @@ def evaluate_command(
             robustness_rate=robustness_rate,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
+            models_dir=settings.paths.models,
         )
         run_settings, card, paths = new_run(request, config, results_dir, settings.paths.cache)
     err = Console(stderr=True)
@@ -164,11 +165,12 @@ def benchmark_command(
             context_length=context_length or settings.defaults.context_length,
             backend=backend,
             prefix_cache=prefix_cache,
+            models_dir=settings.paths.models,
         )
         benchmark_id, cells = plan_benchmark(request, config)
         registry = default_registry()
         for model in dict.fromkeys(cell.model for cell in cells):
-            check_runnable(registry.resolve(model), backend, settings.paths.cache)
+            check_runnable(registry.resolve(model, settings.paths.models), backend, settings.paths.cache)
         root = results_dir / benchmark_id
         root.mkdir(parents=True, exist_ok=False)
         save_plan(root, cells, config)

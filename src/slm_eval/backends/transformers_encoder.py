@@ -98,7 +98,7 @@ def load_head_model(
     auto_class = getattr(transformers, HEAD_CLASSES[task])
     # transformers prints a load report listing the head's missing weights; head_trained says it once, clearly.
     transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.manual_seed(seed)
     try:
         model, info = auto_class.from_pretrained(

@@ -105,7 +105,8 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
     from slm_eval.backends.catalogue import choose_backend, load_backend
     from slm_eval.models.catalogue import default_registry
 
-    card = default_registry().resolve(job["model"])
+    models_dir = job.get("models_dir")
+    card = default_registry().resolve(job["model"], Path(models_dir) if models_dir else None)
     entry = choose_backend(card, job.get("backend"))
     load = job.get("load", {})
     options = LoadOptions(

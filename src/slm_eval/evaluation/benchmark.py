@@ -47,6 +47,7 @@ class BenchmarkRequest:
     context_length: int
     backend: str | None = None
     prefix_cache: bool = True
+    models_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,15 @@ def plan_benchmark(request: BenchmarkRequest, config: EvaluationConfig) -> tuple
         raise UserError(f"--limit must be at least 1 (got {request.limit}); leave it out to use every example")
     registry = default_registry()
     # Aliases of one model (smollm2, smollm2-135m-instruct) and repeated devices collapse to one each.
-    cards = list({card.name: card for card in (registry.resolve(model) for model in request.models)}.values())
+    cards = list(
+        {card.name: card for card in (registry.resolve(model, request.models_dir) for model in request.models)}.values()
+    )
+    encoders = [card.name for card in cards if card.kind == "encoder"]
+    if encoders:
+        raise UserError(
+            f"{encoders[0]} is an encoder: the use cases need generated text; run it with "
+            "'slm-eval evaluate' on extractive QA instead"
+        )
     profiles = list({p.name: p for p in (get_profile(config, device) for device in request.devices)}.values())
     use_cases = check_use_cases(list(request.use_cases or []))
     tasks = {name: load_use_case(name) for name in use_cases}
@@ -103,6 +112,7 @@ def plan_benchmark(request: BenchmarkRequest, config: EvaluationConfig) -> tuple
                     bootstrap_confidence=config.bootstrap.confidence,
                     bootstrap_resamples=config.bootstrap.resamples,
                     prefix_cache=request.prefix_cache,
+                    models_dir=None if request.models_dir is None else str(request.models_dir.resolve()),
                 )
                 cells.append(Cell(card.name, profile.name, name, settings))
     return benchmark_id, cells
@@ -156,7 +166,7 @@ def run_cells(
             measured_host = HostPerformanceSource.measure()
         execute(
             cell.settings,
-            registry.resolve(cell.model),
+            registry.resolve(cell.model, None if cell.settings.models_dir is None else Path(cell.settings.models_dir)),
             paths,
             cache_dir,
             on_progress=on_progress,

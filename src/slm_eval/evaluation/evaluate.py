@@ -45,6 +45,7 @@ class EvaluateRequest:
     robustness_rate: float | None = None
     dtype: str = "float32"
     trust_remote_code: bool = False
+    models_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
     Raises:
         UserError: an unknown model, device, metric or dataset, or a bad ``--limit``.
     """
-    card = default_registry().resolve(request.model)
+    card = default_registry().resolve(request.model, request.models_dir)
     profile = get_profile(config, request.device)
     metrics = select_metrics(request.metrics, card, config.metrics)
     if request.limit is not None and request.limit < 1:
@@ -96,6 +97,7 @@ def plan_run(request: EvaluateRequest, config: EvaluationConfig) -> tuple[RunSet
         dtype=request.dtype,
         trust_remote_code=request.trust_remote_code,
         encoder_task=encoder_task,
+        models_dir=None if request.models_dir is None else str(request.models_dir.resolve()),
     )
     return settings, card
 
@@ -171,5 +173,9 @@ def resumed_run(run_id: str, results_dir: Path) -> tuple[RunSettings, ModelCard,
     """The settings and folder of an interrupted run, to continue it."""
     paths = find_run(results_dir, run_id)
     settings = RunSettings.from_dict(read_json(paths.run_file))
-    card = default_registry().resolve(settings.model)
+    card = default_registry().resolve(settings.model, _models_dir(settings))
     return settings, card, paths
+
+
+def _models_dir(settings: RunSettings) -> Path | None:
+    return None if settings.models_dir is None else Path(settings.models_dir)

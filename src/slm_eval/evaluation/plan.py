@@ -68,6 +68,7 @@ class RunSettings:
     dtype: str = "float32"
     trust_remote_code: bool = False
     encoder_task: str | None = None
+    models_dir: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -128,6 +128,7 @@ def run_session(
         "model": card.name,
         "backend": entry.name,
         "cache_dir": str(context.cache_dir),
+        "models_dir": settings.models_dir,
         "load": {
             "threads": limits.threads,
             "context_length": settings.context_length,

@@ -7,11 +7,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from slm_eval.errors import UserError
 from slm_eval.models.sources import ApiEndpoint, LocalPath, WeightFormat, WeightSource
+
+if TYPE_CHECKING:
+    from slm_eval.models.store import Variant
 
 ModelKind = Literal["decoder", "encoder", "api"]
 
@@ -108,14 +111,18 @@ class Registry:
         """The card with this name or alias, or ``None``."""
         return self._lookup.get(name.strip().casefold())
 
-    def resolve(self, name_or_path: str) -> ModelCard:
-        """A card for a catalogue name or alias, a local GGUF file, ONNX folder or transformers folder, or an API URL.
+    def resolve(self, name_or_path: str, models_dir: Path | None = None) -> ModelCard:
+        """A card for a catalogue name or alias, a variant in the model store, a local GGUF file, ONNX folder or
+        transformers folder, or an API URL.
 
-        An OpenAI-compatible server is named by its URL, ``http(s)://host:port/v1``, optionally followed by
-        ``#<model-id>`` (without it, the server's first model is used).
+        A variant is named ``<model>@<variant>`` (``smollm2-135m-instruct@onnx-int4``) and looked up in the
+        store under ``models_dir``. An OpenAI-compatible server is named by its URL,
+        ``http(s)://host:port/v1``, optionally followed by ``#<model-id>`` (without it, the server's first
+        model is used).
 
         Raises:
-            UserError: the name is unknown (the message lists the closest names) or the path holds no model.
+            UserError: the name is unknown (the message lists the closest names), the variant is not in the
+                store, or the path holds no model.
         """
         text = name_or_path.strip()
         if not text:
@@ -123,6 +130,8 @@ class Registry:
         card = self.get(text)
         if card is not None:
             return card
+        if "@" in text and not text.lower().startswith(("http://", "https://")) and not Path(text).exists():
+            return self._variant_card(text, models_dir)
         if text.lower().startswith(("http://", "https://")):
             return card_for_url(text)
         path = Path(text).expanduser()
@@ -132,12 +141,52 @@ class Registry:
             raise UserError(f"model path {text} does not exist")
         raise UserError(self._unknown_message(text))
 
+    def _variant_card(self, reference: str, models_dir: Path | None) -> ModelCard:
+        from slm_eval.models.store import ModelStore, split_reference
+
+        model, variant = split_reference(reference)
+        parent = self.get(model)
+        if parent is None:
+            raise UserError(self._unknown_message(model))
+        if models_dir is None or not variant:
+            raise UserError(f"{reference}: a variant needs the model store; see 'slm-eval models'")
+        return variant_card(parent, ModelStore(models_dir).get(parent.name, variant))
+
     def _unknown_message(self, name: str) -> str:
         candidates = {key: card.name for card in self._cards.values() for key in (card.name, *card.aliases)}
         close = difflib.get_close_matches(name.casefold(), list(candidates), n=5, cutoff=0.5)
         suggestions = list(dict.fromkeys(candidates[key] for key in close))[:3]
         hint = f"did you mean {', '.join(suggestions)}?" if suggestions else "see 'slm-eval models'"
         return f"unknown model '{name}': {hint}"
+
+
+VARIANT_BACKENDS: Mapping[str, tuple[str, ...]] = {
+    "onnx": ("onnx",),
+    "gguf": ("llamacpp", "transformers"),
+    "transformers": ("transformers", "onnx"),
+}
+
+
+def variant_card(parent: ModelCard, variant: Variant) -> ModelCard:
+    """The card of a store variant: the parent's facts, the variant's files and format."""
+    fmt = variant.format
+    if fmt not in VARIANT_BACKENDS:
+        raise UserError(f"{variant.reference} has an unknown format '{fmt}' in its manifest")
+    method = variant.manifest.get("method", fmt)
+    return ModelCard(
+        name=variant.reference,
+        display_name=f"{parent.display_name} ({variant.name})",
+        kind=parent.kind,
+        architecture=parent.architecture,
+        parameters=parent.parameters,
+        context_length=parent.context_length,
+        licence=parent.licence,
+        backends=VARIANT_BACKENDS[fmt],
+        source=LocalPath(path=variant.weights, format=cast(WeightFormat, fmt)),
+        hub_id=parent.hub_id,
+        chat=parent.chat,
+        description=f"{method} variant of {parent.name}",
+    )
 
 
 def _looks_like_path(text: str) -> bool:
