@@ -18,11 +18,17 @@ RunCli = Callable[..., CliResult]
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No ``SLM_EVAL_`` variable leaks in, and no log handler leaks out of a test."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No ``SLM_EVAL_`` variable leaks in, no log handler leaks out, and the Hugging Face hub is never tried.
+
+    Tests run offline: ``HF_HUB_OFFLINE`` is set and the hub cache is an empty folder, so a hub id fails at
+    once with the offline message. Tests of the online path clear the flag and inject their own probe.
+    """
     for name in list(os.environ):
         if name.startswith("SLM_EVAL_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "hf-hub-cache"))
     yield
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):

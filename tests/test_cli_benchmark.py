@@ -131,7 +131,10 @@ def test_resume_completes_an_interrupted_benchmark(run_cli: RunCli, tmp_path: Pa
         ([*FAKE, "--device", "docker-sim", "docker-sm"], ["unknown device profile 'docker-sm'", "'docker-sim'"]),
         ([*FAKE, "--limit", "0"], ["--limit must be at least 1 (got 0)"]),
         (["--model", "phi-4", "--backend", "fake"], ["unknown model 'phi-4'", "phi-3-mini"]),
-        (["--model", "phi-3-mini", "--device", "docker-sim"], ["microsoft/Phi-3-mini-128k-instruct", "hub"]),
+        (
+            ["--model", "phi-3-mini", "--device", "docker-sim"],
+            ["microsoft/Phi-3-mini-128k-instruct", "not available offline"],
+        ),
         (["--model", MODEL, "phi-3-mini", "--device", "docker-sim"], ["microsoft/Phi-3-mini-128k-instruct"]),
         (["--resume", "20260101-000000-benchmark-nope"], ["is not a benchmark folder"]),
     ],

@@ -145,16 +145,22 @@ def info_table(card: ModelCard) -> Table:
 
 
 def answer_summary(answer: QuickTestAnswer) -> str:
-    """One line after a streamed answer: tokens, TTFT, speed and peak memory."""
+    """One line after a streamed answer: tokens, TTFT, speed, the network round trip (remote APIs) and peak memory."""
     figures = answer.figures()
     g = answer.generation
     prompt = "n/a" if answer.remote and g.prompt_tokens == 0 else str(g.prompt_tokens)
     memory = "n/a (remote API)" if answer.remote else answer.peak_memory.format(0)
     where = " over the network" if answer.remote else ""
+    network = ""
+    if answer.remote:
+        network = (
+            f" · network RTT {figures['network_round_trip'].format(1)}"
+            f" (this request to headers {figures['network'].format(1)})"
+        )
     return (
         f"prompt {prompt} tok · output {g.output_tokens} tok ({g.finish_reason}) · "
         f"TTFT {figures['time_to_first_token'].format(0)} · "
-        f"{figures['decode_speed'].format(1)} · peak RSS {memory} · {answer.label}{where}"
+        f"{figures['decode_speed'].format(1)}{network} · peak RSS {memory} · {answer.label}{where}"
     )
 
 

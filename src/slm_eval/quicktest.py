@@ -47,19 +47,30 @@ class QuickTestAnswer:
     label: FigureLabel
     peak_memory: Figure
     remote: bool = False
+    network_rtt_s: float | None = None
 
     def figures(self) -> dict[str, Figure]:
-        """TTFT, time per output token, end-to-end time and tokens/s, labelled."""
+        """TTFT, time per output token, end-to-end time and tokens/s, labelled.
+
+        For a remote API, also the network apart: the round trip measured at load (``network_round_trip``)
+        and this request's time from sending it to the response headers (``network``), both in ms.
+        """
         g = self.generation
         ttft = g.time_to_first_token_s
         tpot = g.time_per_output_token_s
-        return {
+        figures = {
             "time_to_first_token": Figure(None if ttft is None else ttft * 1000, "ms", self.label),
             "time_per_output_token": Figure(None if tpot is None else tpot * 1000, "ms", self.label),
             "end_to_end": Figure(g.end_to_end_s * 1000, "ms", self.label),
             "decode_speed": Figure(g.decode_tokens_per_s, "tokens/s", self.label),
             "prompt_speed": Figure(g.prompt_tokens_per_s, "tokens/s", self.label),
         }
+        if self.remote:
+            rtt = self.network_rtt_s
+            figures["network_round_trip"] = Figure(None if rtt is None else rtt * 1000, "ms", self.label)
+            network = g.network_s
+            figures["network"] = Figure(None if network is None else network * 1000, "ms", self.label)
+        return figures
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready record of the answer."""
@@ -147,13 +158,14 @@ def run_quick_test(plan: QuickTestPlan, listener: QuickTestListener) -> QuickTes
     backend = cast(Backend, loaded)
     load_seconds = clock.now() - load_started
     remote = not backend.capabilities.local
+    round_trip = getattr(backend, "network_rtt_s", None)  # a network API's, measured at load
     answers = []
     try:
         for index, prompt in enumerate(plan.prompts):
             listener.on_start(index, prompt)
             request = GenerationRequest(prompt=prompt, max_new_tokens=plan.max_new_tokens, system=plan.system)
             (generation,) = backend.generate([request], _forward_tokens(listener, index))
-            answer = QuickTestAnswer(prompt, generation, label, _peak_memory(remote), remote)
+            answer = QuickTestAnswer(prompt, generation, label, _peak_memory(remote), remote, round_trip)
             answers.append(answer)
             listener.on_answer(answer)
     finally:

@@ -59,11 +59,12 @@ def test_backend_that_cannot_run_the_model() -> None:
     assert "transformers, onnx" in message
 
 
-def test_encoder_is_not_yet_supported() -> None:
-    message = _choose_error("all-minilm-l6-v2")
-    assert "encoder" in message
-    assert "not yet supported" in message
-    assert "smollm2-135m-instruct" in message
+def test_an_encoder_runs_on_the_backend_for_its_weights_and_never_on_the_fake() -> None:
+    card = default_registry().resolve("all-minilm-l6-v2")
+    assert choose_backend(card, None).name == "transformers"
+    assert choose_backend(card, "onnx").name == "onnx"
+    with pytest.raises(UserError, match="cannot stand in for all-minilm-l6-v2, an encoder"):
+        choose_backend(card, "fake")
 
 
 def test_hub_decoder_runs_on_the_backend_for_its_format() -> None:

@@ -74,11 +74,11 @@ def _card(base_url: str, model: str = "m", key_env: str = "XAI_API_KEY") -> Mode
 
 
 def _load(base_url: str, sleeps: Sleeps | None = None, key: str | None = SECRET, **card: str) -> OpenAIAPIBackend:
+    """The backend on a scripted server, without the load-time network probe (its own tests are elsewhere)."""
     environ = {"XAI_API_KEY": key} if key else {}
     options = LoadOptions(clock=TickingClock())
-    return openai_api.load(
-        _card(base_url, **card), None, options, retry=_policy(Sleeps() if sleeps is None else sleeps), environ=environ
-    )
+    policy = _policy(Sleeps() if sleeps is None else sleeps)
+    return openai_api.load(_card(base_url, **card), None, options, retry=policy, environ=environ, network_probes=0)
 
 
 def _fail(backend: OpenAIAPIBackend, max_new_tokens: int = 8) -> str:
@@ -227,7 +227,9 @@ def test_request_body_headers_and_reported_usage() -> None:
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert generation.text == "A visa is"
     assert (generation.prompt_tokens, generation.output_tokens) == (31, 3)  # from usage, not the chunk count
-    assert generation.token_times == (2.0, 3.0, 4.0) and generation.started_at == 1.0
+    # Read from the clock: started 1, request sent 2, headers 3, then one token per tick.
+    assert generation.token_times == (4.0, 5.0, 6.0) and generation.started_at == 1.0
+    assert generation.network_s == 1.0
     assert generation.finish_reason == "stop"
 
 

@@ -282,9 +282,9 @@ def test_hub_id_offline_is_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     )
 
 
-def test_encoder_cards_are_refused() -> None:
-    card: ModelCard = default_registry().resolve("distilbert")
-    with pytest.raises(UserError, match="runs decoders only"):
+def test_api_cards_are_refused() -> None:
+    card: ModelCard = default_registry().resolve("grok-3-mini-fast")
+    with pytest.raises(UserError, match="runs local models only"):
         backend_module.load(card, None, LoadOptions(threads=1))
 
 

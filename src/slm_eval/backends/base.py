@@ -114,6 +114,10 @@ class Generation:
         finished_at: the instant the request completed.
         finish_reason: ``stop`` (end of sequence or a stop string) or ``length`` (hit max_new_tokens).
         prompt_text: the exact text the model saw, after the chat template.
+        network_s: for a model behind a network API, seconds from sending the request to receiving the
+            response headers: connection set-up (TCP, TLS) when none is kept alive, the upload, and the
+            server's queue and work before its headers; ``None`` for a local backend. It is part of the
+            end-to-end time, kept apart so remote figures are never read as on-device ones.
     """
 
     text: str
@@ -124,6 +128,7 @@ class Generation:
     finished_at: float
     finish_reason: FinishReason
     prompt_text: str = ""
+    network_s: float | None = None
 
     @property
     def time_to_first_token_s(self) -> float | None:

@@ -92,6 +92,8 @@ def choose_backend(card: ModelCard, requested: str | None) -> BackendEntry:
         entry = BACKENDS.get(requested.strip().lower())
         if entry is None:
             raise UserError(f"unknown backend '{requested}': choose one of {', '.join(BACKENDS)}")
+        if entry.name == "fake" and card.kind == "encoder":
+            raise UserError(f"the fake backend generates text; it cannot stand in for {card.name}, an encoder")
         if entry.name != "fake" and entry.name not in card.backends:
             raise UserError(
                 f"{card.name} cannot run on the {entry.name} backend; it runs on {', '.join(card.backends)}"

@@ -79,6 +79,7 @@ class EncodedInput:
         input_ids, attention_mask, token_type_ids: the model's inputs for one sequence.
         offsets: each token's (start, end) character offsets in its own text; (0, 0) for special tokens.
         sequence_ids: which text each token came from (0 the question or text, 1 the context, ``None`` special).
+        word_ids: the word each token belongs to (sub-word pieces share one), ``None`` for special tokens.
     """
 
     input_ids: tuple[int, ...]
@@ -86,6 +87,7 @@ class EncodedInput:
     token_type_ids: tuple[int, ...]
     offsets: tuple[tuple[int, int], ...]
     sequence_ids: tuple[int | None, ...]
+    word_ids: tuple[int | None, ...] = ()
 
     def arrays(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         """The inputs named in ``names`` as int64 arrays of shape (1, tokens)."""
@@ -110,6 +112,12 @@ def encode(tokenizer: Any, task: EncoderTask, request: EncoderRequest, max_lengt
     if task == "qa":
         if not request.context or not request.context.strip():
             raise UserError("extractive QA needs a context: the passage the answer is taken from (--context)")
+        question_tokens = len(tokenizer(request.text, add_special_tokens=False)["input_ids"])
+        if question_tokens + 3 >= max_length:
+            raise UserError(
+                f"the question is {question_tokens} tokens, which leaves no room for the context in the "
+                f"model's window of {max_length}; shorten the question or raise --context-length"
+            )
         encoded = tokenizer(
             request.text,
             request.context,
@@ -133,6 +141,7 @@ def encode(tokenizer: Any, task: EncoderTask, request: EncoderRequest, max_lengt
         token_type_ids=tuple(int(kind) for kind in encoded.get("token_type_ids") or [0] * len(ids)),
         offsets=tuple((int(start), int(end)) for start, end in encoded["offset_mapping"]),
         sequence_ids=tuple(encoded.sequence_ids(0)),
+        word_ids=tuple(encoded.word_ids(0)),
     )
 
 
@@ -174,38 +183,43 @@ def decode_entities(
 ) -> tuple[list[dict[str, Any]], float | None]:
     """Entities from per-token BIO logits, merged into character spans, and their mean token probability.
 
-    A ``B-`` tag starts an entity; ``I-`` of the same type, or a sub-word piece of the same word, continues
-    it; an ``I-`` tag after anything else starts one too (models make that mistake early in training).
+    Each word takes the tag of its first sub-word piece (its other pieces follow it, whatever their own
+    tags). A ``B-`` tag starts an entity; an ``I-`` tag of the same type continues the entity of the
+    previous word; an ``I-`` tag after anything else starts one (models make that mistake early in
+    training). Punctuation is a word of its own, so it joins an entity only when tagged as part of it.
     """
     probabilities = _softmax(logits.astype(np.float64))
     tags = probabilities.argmax(axis=-1)
+    words = encoded.word_ids or tuple(None if sid is None else index for index, sid in enumerate(encoded.sequence_ids))
     entities: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     confidences: list[float] = []
-    previous_end = -1
+    previous_word: int | None = None
     for index, (first, last) in enumerate(encoded.offsets):
-        if encoded.sequence_ids[index] is None or first == last:
-            current = None
+        word = words[index] if index < len(words) else None
+        if encoded.sequence_ids[index] is None or word is None or first == last:
+            current, previous_word = None, None
             continue
-        label = labels[int(tags[index])] if int(tags[index]) < len(labels) else "O"
+        if word == previous_word:
+            if current is not None:
+                current["end"] = last  # a later piece of the word: it belongs where the word's first piece went
+            continue
+        previous_word = word
+        tag = int(tags[index])
+        label = labels[tag] if tag < len(labels) else "O"
         prefix, _, kind = label.partition("-")
-        same_word = first == previous_end and current is not None
-        previous_end = last
         if label == "O" or not kind:
-            if same_word and current is not None:
-                current["end"] = last
-                continue
             current = None
             continue
-        confidences.append(float(probabilities[index, int(tags[index])]))
-        if current is not None and current["type"] == kind and (prefix == "I" or same_word):
+        confidences.append(float(probabilities[index, tag]))
+        if current is not None and current["type"] == kind and prefix == "I":
             current["end"] = last
             continue
         current = {"type": kind, "start": first, "end": last}
         entities.append(current)
-    for entity in entities:
-        entity["text"] = text[entity["start"] : entity["end"]]
-    ordered = [{"text": e["text"], "type": e["type"], "start": e["start"], "end": e["end"]} for e in entities]
+    ordered = [
+        {"text": text[e["start"] : e["end"]], "type": e["type"], "start": e["start"], "end": e["end"]} for e in entities
+    ]
     return ordered, (float(np.mean(confidences)) if confidences else None)
 
 

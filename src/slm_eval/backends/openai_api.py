@@ -7,6 +7,18 @@ why :class:`Capabilities` says ``token_counts="reported"``. Requests answered 42
 exponential backoff and jitter, honouring ``Retry-After``. The API key is read from the environment
 variable the model card names and is never written into a message, a log line or a repr.
 
+The network is measured apart from the answer, so a remote figure is never mistaken for an on-device one:
+
+- at load, :meth:`OpenAIAPIBackend.measure_round_trip` sends a few ``HEAD {base_url}/models`` requests
+  (no body, no model work; any HTTP status counts, since only the round trip matters) and keeps the median
+  time from writing the request to reading the response headers, connection set-up excluded when the
+  transport reports it: :attr:`OpenAIAPIBackend.network_rtt_s`. A probe that fails records ``None``;
+  it never fails the load.
+- per request, :attr:`Generation.network_s` is the time from sending the request that succeeded to
+  receiving its response headers: opening the connection (TCP, TLS) when none is kept alive, uploading the
+  request, and whatever the server does before it sends headers (queueing, authentication; some servers
+  also wait for the first token). Failed attempts and retry waits are in the end-to-end time only.
+
 Example:
     slm-eval quick-test --model http://127.0.0.1:8080/v1#smollm2 --input "What is a visa?"
 """
@@ -17,6 +29,7 @@ import email.utils
 import json
 import os
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +58,9 @@ from slm_eval.models.sources import ApiEndpoint
 log = get_logger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Round trips sent at load to measure the network (their median is kept), and how long each may take.
+NETWORK_PROBES = 3
+PROBE_TIMEOUT_S = 5.0
 # OpenAI accepts at most four stop strings; every one is also applied here, on the streamed text.
 MAX_SERVER_STOPS = 4
 REDACTED = "[redacted]"
@@ -144,6 +160,8 @@ class OpenAIAPIBackend:
         self._seed = seed
         self._retry = retry or RetryPolicy()
         self._owns_client = owns_client
+        self._network_rtt_s: float | None = None
+        self._headers_s: float | None = None  # send -> response headers of the last successful request
 
     def __repr__(self) -> str:
         return f"OpenAIAPIBackend(base_url={self._base_url!r}, model={self._model!r}, key_env={self._key_env!r})"
@@ -152,6 +170,51 @@ class OpenAIAPIBackend:
     def model(self) -> str:
         """The model id sent with each request."""
         return self._model
+
+    @property
+    def network_rtt_s(self) -> float | None:
+        """The median network round trip to the endpoint measured at load, in seconds; ``None`` if unmeasured."""
+        return self._network_rtt_s
+
+    def measure_round_trip(self, samples: int = NETWORK_PROBES) -> float | None:
+        """Time ``samples`` light ``HEAD {base_url}/models`` exchanges and keep their median (seconds).
+
+        Each sample runs from writing the request headers to reading the response headers, so a connection
+        opened for it (TCP, TLS) is left out when the transport reports its steps (httpx's ``trace``);
+        otherwise the whole exchange is timed. Any HTTP status counts: the server answered, which is all a
+        round trip needs. Failures are logged and skipped; with no sample left the result is ``None``.
+        """
+        times = [seconds for seconds in (self._probe_once() for _ in range(max(0, samples))) if seconds is not None]
+        self._network_rtt_s = statistics.median(times) if times else None
+        log.debug("openai_api: round trip to %s: %s s (%d samples)", self._base_url, self._network_rtt_s, len(times))
+        return self._network_rtt_s
+
+    def _probe_once(self) -> float | None:
+        if self._client is None:
+            return None
+        marks: dict[str, float] = {}
+
+        def trace(event: str, info: Mapping[str, Any]) -> None:
+            if event.endswith(".send_request_headers.started"):
+                marks.setdefault("sent", self._clock.now())
+            elif event.endswith(".receive_response_headers.complete"):
+                marks["headers"] = self._clock.now()
+
+        url = self._base_url + "/models"
+        extensions = {"trace": trace}
+        request = self._client.build_request(
+            "HEAD", url, headers=self._headers(), timeout=PROBE_TIMEOUT_S, extensions=extensions
+        )
+        started = self._clock.now()
+        try:
+            self._client.send(request).close()
+        except httpx.HTTPError as exc:
+            log.debug("openai_api: network probe of %s failed: %s", self._base_url, type(exc).__name__)
+            return None
+        finished = self._clock.now()
+        if "sent" in marks and "headers" in marks:
+            return marks["headers"] - marks["sent"]
+        return finished - started
 
     def discover_model(self) -> str:
         """Ask the server for its models (``GET /models``) and use the first one.
@@ -234,6 +297,7 @@ class OpenAIAPIBackend:
             finished_at=finished,
             finish_reason=self._finish_reason(state, stream, request),
             prompt_text=request.prompt if request.system is None else f"{request.system}\n\n{request.prompt}",
+            network_s=self._headers_s,
         )
 
     def _take(self, chunk: Mapping[str, Any], state: _Stream, stream: StopStringStream) -> bool:
@@ -306,10 +370,12 @@ class OpenAIAPIBackend:
             raise RuntimeError("the openai_api backend was closed")
         url = self._base_url + path
         policy = self._retry
+        self._headers_s = None
         for attempt in range(1, policy.attempts + 1):
             request = self._client.build_request(method, url, json=body, headers=self._headers())
+            sent = self._clock.now()
             try:
-                response = self._client.send(request, stream=True)
+                response = self._client.send(request, stream=True)  # returns once the headers are read
             except httpx.ConnectError as exc:
                 raise UserError(
                     f"cannot connect to the API at {self._base_url} (connection refused or host unreachable); "
@@ -321,6 +387,7 @@ class OpenAIAPIBackend:
                 ) from exc
             status = response.status_code
             if status < 400:
+                self._headers_s = self._clock.now() - sent
                 return response
             response.read()
             response.close()
@@ -385,6 +452,7 @@ def load(
     retry: RetryPolicy | None = None,
     timeouts: ApiTimeouts | None = None,
     environ: Mapping[str, str] | None = None,
+    network_probes: int = NETWORK_PROBES,
 ) -> OpenAIAPIBackend:
     """Connect to the card's OpenAI-compatible endpoint; with no model id, take the server's first model.
 
@@ -396,6 +464,7 @@ def load(
         retry: the retry policy (tests inject one whose ``sleep`` does not sleep).
         timeouts: connect, read and write timeouts for a client created here.
         environ: where the key is read from (default: ``os.environ``).
+        network_probes: round trips timed at load for :attr:`OpenAIAPIBackend.network_rtt_s` (0: none).
 
     Raises:
         UserError: the card is not an API card, a remote API has no key, or the server cannot be reached.
@@ -420,5 +489,7 @@ def load(
         except UserError:
             backend.close()
             raise
+    if network_probes > 0:
+        backend.measure_round_trip(network_probes)
     log.debug("openai_api: %s model=%s, key from $%s: %s", source.base_url, backend.model, source.key_env, bool(key))
     return backend

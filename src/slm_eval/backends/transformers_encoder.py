@@ -87,7 +87,10 @@ def load_head_model(
         raise UserError(f"cannot load the tokenizer or config of {label} ({first_line(exc)})") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"{label} has no fast tokenizer (tokenizer.json); encoder heads need its character offsets")
-    labels = labels_from_config(getattr(config, "id2label", None), task) or default_labels(task)
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        # transformers 5 builds an empty-vocabulary tokenizer from config.json alone when no tokenizer file exists
+        raise UserError(f"{label} has no tokenizer vocabulary: add its tokenizer files (tokenizer.json or vocab.txt)")
+    labels = _head_labels(config, task)
     head_options: dict[str, Any] = {}
     if task != "qa":
         head_options = {
@@ -97,7 +100,7 @@ def load_head_model(
         }
     auto_class = getattr(transformers, HEAD_CLASSES[task])
     # transformers prints a load report listing the head's missing weights; head_trained says it once, clearly.
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.manual_seed(seed)
     try:
@@ -120,6 +123,24 @@ def load_head_model(
     positions = int(getattr(config, "max_position_embeddings", max_length) or max_length)
     model.eval()
     return HeadModel(model, tokenizer, task, tuple(labels), not missing, min(max_length, positions))
+
+
+HEAD_SUFFIXES = {"qa": "ForQuestionAnswering", "ner": "ForTokenClassification", "classify": "ForSequenceClassification"}
+
+
+def _head_labels(config: Any, task: EncoderTask) -> tuple[str, ...]:
+    """The head's labels: a fine-tuned head's own (even transformers' ``LABEL_n`` placeholders), else ours.
+
+    A checkpoint saved with this task's head (``architectures`` ends in e.g. ``ForTokenClassification``)
+    keeps its label count and order; a base encoder gets the border entity tags or threat labels.
+    """
+    if task == "qa":
+        return ()
+    architectures = getattr(config, "architectures", None) or []
+    id2label = getattr(config, "id2label", None) or {}
+    if id2label and any(str(name).endswith(HEAD_SUFFIXES[task]) for name in architectures):
+        return tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+    return labels_from_config(id2label, task) or default_labels(task)
 
 
 class TransformersEncoderBackend:

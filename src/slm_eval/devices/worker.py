@@ -4,8 +4,10 @@ The parent (:mod:`slm_eval.devices.sandbox`) starts ``python -m slm_eval.devices
 job on its stdin and reads JSON events, one per line, from its stdout:
 
 - ``ready``: the limits as read back inside the worker (CPU affinity, address-space limit, cgroup limit);
-- ``loaded``: load time, resident memory before and after loading, parameter count;
-- ``result``: one per request, with its output, token counts, timings and CPU seconds;
+- ``loaded``: load time, resident memory before and after loading, parameter count (and, for a network
+  API, ``network_rtt_s``, the round trip measured at load);
+- ``result``: one per request, with its output, token counts, timings (``network_s`` for a network API)
+  and CPU seconds;
 - ``error``: a one-line reason, with ``kind`` ``user``, ``memory`` or ``internal``;
 - ``done``: the worker's total CPU seconds.
 
@@ -133,6 +135,8 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         parameters=backend.parameter_count,
         local=backend.capabilities.local,
         **_encoder_facts(backend),
+        # A network API's round trip, measured at load, so its latency can be read apart from the model's.
+        **({"network_rtt_s": getattr(backend, "network_rtt_s", None)} if hasattr(backend, "network_rtt_s") else {}),
     )
     try:
         if is_encoder_backend(backend):
@@ -159,6 +163,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
                 decode_tps=generation.decode_tokens_per_s,
                 prompt_tps=generation.prompt_tokens_per_s,
                 finish_reason=generation.finish_reason,
+                network_s=generation.network_s,
                 cpu_s=time.process_time() - cpu_started,
             )
     finally:

@@ -242,6 +242,8 @@ def _record(
         "decode_tps": event.get("decode_tps"),
         "cpu_s": event.get("cpu_s"),
         **({"confidence": event["confidence"]} if "confidence" in event else {}),
+        # A network API's send-to-response-headers time, part of e2e_ms, kept apart from the model's time.
+        **({"network_ms": _ms(event["network_s"])} if event.get("network_s") is not None else {}),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
 

@@ -28,6 +28,18 @@ from slm_eval.tasks.base import Example, Task
 
 MIB = 1024 * 1024
 Record = Mapping[str, Any]
+# Said of every latency figure of a model behind a network API, so it is never taken for an on-device one.
+REMOTE_WHERE = (
+    "remote API: every time includes the network and the server's queue; not comparable with "
+    "figures measured on a device"
+)
+NETWORK_METHOD = (
+    "round trip: median of light HEAD requests to the endpoint at load (request headers written to response "
+    "headers read, connection set-up excluded); per request: from sending the request to receiving the "
+    "response headers (connection set-up when none is kept alive, TLS, upload, the server's queue before "
+    "its headers), a part of end to end"
+)
+NOT_APPLICABLE_REMOTE = "not applicable: the model runs on a remote server, whose memory and energy are not seen here"
 
 
 def latest_scored(records: Sequence[Record]) -> dict[tuple[str, str], Record]:
@@ -106,6 +118,25 @@ def latency_metric(timed: Sequence[Record], label: FigureLabel = "measured") -> 
     return result
 
 
+def network_metric(
+    timed: Sequence[Record], round_trip_s: float | None, label: FigureLabel = "measured"
+) -> dict[str, Any]:
+    """A network API's own latency: the round trip measured at load and each request's time to response headers.
+
+    Args:
+        timed: the timed records; their ``network_ms`` (send to response headers) is summarised.
+        round_trip_s: the median round trip of the load-time probe, in seconds (``None`` when it failed).
+        label: how the figures were obtained.
+    """
+    per_request = distribution([float(r["network_ms"]) for r in timed if r.get("network_ms") is not None])
+    round_trip = None if round_trip_s is None else float(round_trip_s) * 1000
+    return {
+        "round_trip_p50": {**Figure(round_trip, "ms", label).to_dict(), "over_network": True},
+        "per_request": {**per_request.to_dict("ms", label), "over_network": True} if per_request is not None else None,
+        "method": NETWORK_METHOD,
+    }
+
+
 def corpus_metric(scored: Mapping[tuple[str, str], Record], task: Task, examples: Sequence[Example]) -> dict[str, Any]:
     """The task's corpus-level scores over the clean outputs, and how many outputs failed to parse."""
     by_id = {example.id: example for example in examples}
@@ -161,9 +192,7 @@ def summarize(
         summary["model"]["encoder_task"] = session.loaded["encoder_task"]
         summary["model"]["head_trained"] = bool(session.loaded.get("head_trained"))
         if not summary["model"]["head_trained"]:
-            summary["warnings"] = [
-                UNTRAINED_HEAD_WARNING.format(task=session.loaded["encoder_task"], model=card.name)
-            ]
+            summary["warnings"] = [UNTRAINED_HEAD_WARNING.format(task=session.loaded["encoder_task"], model=card.name)]
     metrics: dict[str, Any] = summary["metrics"]
     if "model_size" in settings.metrics:
         metrics["model_size"] = _model_size(session, summary["model"]["parameters"])
@@ -190,10 +219,11 @@ def summarize(
     if "latency" in settings.metrics:
         metrics["latency"] = latency_metric(timed, timing_label)
         if session.loaded.get("local") is False:
-            metrics["latency"]["where"] = (
-                "remote API: every time includes the network and the server's queue; not comparable with "
-                "figures measured on a device"
-            )
+            for figure in metrics["latency"].values():
+                if isinstance(figure, dict):
+                    figure["over_network"] = True
+            metrics["latency"]["where"] = REMOTE_WHERE
+            metrics["latency"]["network"] = network_metric(timed, session.loaded.get("network_rtt_s"), timing_label)
         if host_capacity is not None:
             metrics["latency"]["projection"] = _projection(settings, session, timed, host_capacity)
     if "memory" in settings.metrics:
@@ -204,6 +234,10 @@ def summarize(
         metrics["power"] = _power(settings, session, timed)
     if "robustness" in settings.metrics:
         metrics["robustness"] = robustness_metric(scored, settings)
+    if session.loaded.get("local") is False:
+        metrics["not_applicable"] = {"memory": NOT_APPLICABLE_REMOTE, "power": NOT_APPLICABLE_REMOTE}
+        if "inference_time" in metrics:
+            metrics["inference_time"]["where"] = REMOTE_WHERE
     return summary
 
 

@@ -174,6 +174,7 @@ def convert(
                 f"parity check failed for {card.name}@{name}: {_parity_line(parity)}; the variant was not stored"
             )
         step(f"parity passed: {_parity_line(parity)}; hashing the source")
+        export_facts = {k: v for k, v in export.items() if k not in ("tool_versions", "versions", "output_dir")}
         facts = {
             "model": parent,
             "variant": name,
@@ -190,12 +191,12 @@ def convert(
             },
             "encoder_task": request.task if card.kind == "encoder" else None,
             "tool_versions": export.get("tool_versions") or export.get("versions") or {},
-            "export": {k: v for k, v in export.items() if k not in ("tool_versions", "versions", "output_dir")},
-            "parity": dict(parity),
+            "export": export_facts,
+            "parity": parity,
         }
         write_manifest(folder, facts)
     variant = store.get(parent, name)
-    return ConvertOutcome(variant, facts["export"], facts["parity"], time.perf_counter() - started)
+    return ConvertOutcome(variant, export_facts, parity, time.perf_counter() - started)
 
 
 def _decoder(

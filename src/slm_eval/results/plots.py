@@ -14,16 +14,31 @@ import matplotlib.pyplot as plt
 Record = Mapping[str, Any]
 
 
+def _bins(values: Sequence[float]) -> int:
+    """About two requests per bin, 5 to 30 bins; one bin when the values are equal but for rounding."""
+    spread = max(values) - min(values)
+    if spread <= 1e-9 * max(1.0, abs(max(values))):
+        return 1
+    return min(30, max(5, len(values) // 2))
+
+
 def latency_histogram(timed: Sequence[Record], path: Path) -> Path | None:
-    """Histograms of time to first token and time per output token of the timed requests."""
+    """Histograms of time to first token and time per output token of the timed requests.
+
+    A model without output tokens (an encoder's task head) has neither; its end-to-end latency is shown.
+    """
     ttft = [float(r["ttft_ms"]) for r in timed if r.get("ttft_ms") is not None]
     tpot = [float(r["tpot_ms"]) for r in timed if r.get("tpot_ms") is not None]
+    panels = [(ttft, "time to first token"), (tpot, "time per output token")]
     if not ttft and not tpot:
-        return None
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for axis, values, title in ((axes[0], ttft, "time to first token"), (axes[1], tpot, "time per output token")):
+        e2e = [float(r["e2e_ms"]) for r in timed if r.get("e2e_ms") is not None]
+        if not e2e:
+            return None
+        panels = [(e2e, "latency per request")]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for axis, (values, title) in zip(axes[0], panels, strict=True):
         if values:
-            axis.hist(values, bins=min(30, max(5, len(values) // 2)), color="#4472c4")
+            axis.hist(values, bins=_bins(values), color="#4472c4")
         axis.set_title(f"{title} (measured)")
         axis.set_xlabel("ms")
         axis.set_ylabel("requests")

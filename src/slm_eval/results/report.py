@@ -140,6 +140,22 @@ def _latency(doc: Document, latency: Mapping[str, Any]) -> None:
                 ]
             )
     doc.table(["", "p50", "p90", "p99", "mean", "std", "unit", "label"], rows)
+    network = latency.get("network")
+    if network:
+        doc.add(Heading("Network (remote API)", 3))
+        round_trip = network.get("round_trip_p50") or {}
+        label = round_trip.get("label", "")
+        network_rows = [["round trip at load", fmt(round_trip.get("value")), "", "", "", "", "ms", label]]
+        per = network.get("per_request")
+        if per:
+            quantiles = [fmt(per[key]) for key in ("p50", "p90", "p99", "mean", "std")]
+            network_rows.append(["send to response headers", *quantiles, per["unit"], per["label"]])
+        doc.table(["", "p50", "p90", "p99", "mean", "std", "unit", "label"], network_rows)
+        doc.add(
+            Paragraph(
+                f"How: {network.get('method', '')}. Memory and energy are not applicable: the model runs on the server."
+            )
+        )
     projection = latency.get("projection")
     if projection:
         doc.add(Heading(f"Projected to {projection['device']}", 3))

@@ -1,0 +1,1 @@
+"""Turning models into deployable variants: ONNX export, parity checks."""
