@@ -99,7 +99,9 @@ def contexts() -> dict[str, tuple[str, str]]:
 @pytest.mark.slow
 def test_every_answer_is_a_span_of_its_passage(encoder_run: EncoderRun, contexts: dict[str, tuple[str, str]]) -> None:
     records = encoder_run.records()
-    assert [r["kind"] for r in records] == ["warmup", "eval", "eval", "eval", "timing", "timing"]
+    kinds = [r["kind"] for r in records]
+    assert kinds[:6] == ["warmup", "eval", "eval", "eval", "timing", "timing"]
+    assert set(kinds[6:]) <= {"timing"}  # repeated until the timed requests last the minimum duration
     for record in records:
         question, context = contexts[record["example_id"]]
         assert record["prompt"] == question  # the encoder is given the question itself, not a chat prompt
@@ -110,6 +112,9 @@ def test_every_answer_is_a_span_of_its_passage(encoder_run: EncoderRun, contexts
         assert 0 <= record["confidence"] <= 1
     scored = [r for r in records if r["kind"] == "eval"]
     assert len({r["example_id"] for r in scored}) == 3
+    timed = [r for r in records if r["kind"] in ("eval", "timing")]
+    assert sum(r["e2e_ms"] for r in timed) >= 2000 or len(timed) >= 10_000
+    assert all(r["scores"] is None for r in records if r["kind"] == "timing")
     assert all(set(r["scores"]) == {"f1", "exact_match"} for r in scored)
 
 
@@ -126,7 +131,9 @@ def test_summary_names_the_head_and_warns_it_is_untrained(encoder_run: EncoderRu
     accuracy = summary["metrics"]["accuracy"]
     assert accuracy["f1"]["n"] == 3 and 0 <= accuracy["f1"]["mean"] <= 1
     latency = summary["metrics"]["latency"]
-    assert latency["requests"] == 5  # three answers and two timing top-ups; the warm-up is not counted
+    # three answers, two timing top-ups, then repeats until the timed requests last the minimum duration
+    assert latency["requests"] > 5
+    assert summary["validity"]["valid"] is True, summary["validity"]
     assert latency["end_to_end"]["label"] == "measured" and latency["end_to_end"]["min"] > 0
 
 

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -103,7 +103,7 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
     """Load the model named in the job and answer its requests, emitting events."""
     import psutil
 
-    from slm_eval.backends.base import GenerationRequest, LoadOptions, is_encoder_backend
+    from slm_eval.backends.base import LoadOptions, is_encoder_backend
     from slm_eval.backends.catalogue import choose_backend, load_backend
     from slm_eval.models.catalogue import default_registry
 
@@ -138,34 +138,20 @@ def run_job(job: Mapping[str, Any], events: EventStream) -> None:
         # A network API's round trip, measured at load, so its latency can be read apart from the model's.
         **({"network_rtt_s": getattr(backend, "network_rtt_s", None)} if hasattr(backend, "network_rtt_s") else {}),
     )
+    answer = (
+        _encoder_answerer(cast("EncoderBackend", backend))
+        if is_encoder_backend(backend)
+        else _generation_answerer(cast("Backend", backend))
+    )
     try:
-        if is_encoder_backend(backend):
-            _answer_encoder(cast("EncoderBackend", backend), job["requests"], events)
-            return
-        generating = cast("Backend", backend)
+        timed_s = 0.0
         for item in job["requests"]:
-            request = GenerationRequest(
-                prompt=item["prompt"],
-                max_new_tokens=int(item.get("max_new_tokens", 128)),
-                ignore_eos=bool(item.get("ignore_eos", False)),
-            )
-            cpu_started = time.process_time()
-            (generation,) = generating.generate([request])
-            events.emit(
-                "result",
-                key=item["key"],
-                text=generation.text,
-                prompt_tokens=generation.prompt_tokens,
-                output_tokens=generation.output_tokens,
-                ttft_s=generation.time_to_first_token_s,
-                tpot_s=generation.time_per_output_token_s,
-                e2e_s=generation.end_to_end_s,
-                decode_tps=generation.decode_tokens_per_s,
-                prompt_tps=generation.prompt_tokens_per_s,
-                finish_reason=generation.finish_reason,
-                network_s=generation.network_s,
-                cpu_s=time.process_time() - cpu_started,
-            )
+            fields = answer(item)
+            events.emit("result", key=item["key"], **fields)
+            if is_timed_key(str(item["key"])):
+                timed_s += float(fields["e2e_s"])
+        if job.get("top_up"):
+            _top_up(answer, job["top_up"], timed_s, events)
     finally:
         backend.close()
     events.emit("done", cpu_s=time.process_time(), peak_rss_bytes=own_peak_rss_bytes())
@@ -181,29 +167,93 @@ def _encoder_facts(backend: object) -> dict[str, Any]:
     }
 
 
-def _answer_encoder(backend: EncoderBackend, items: list[dict[str, Any]], events: EventStream) -> None:
-    """Run an encoder's head on each request; a result carries its latency and no token timings."""
+Answer = Callable[[Mapping[str, Any]], dict[str, Any]]
+TOP_UP_PREFIX = "top"
+
+
+def is_timed_key(key: str) -> bool:
+    """Whether a request counts towards the validity rules: clean evaluations and timing requests."""
+    kind, _, rest = key.partition("|")
+    return kind == "timing" or (kind == "eval" and rest.endswith("|clean"))
+
+
+def _generation_answerer(backend: Backend) -> Answer:
+    """Answers one job item with a generating backend: the result event's fields."""
+    from slm_eval.backends.base import GenerationRequest
+
+    def answer(item: Mapping[str, Any]) -> dict[str, Any]:
+        request = GenerationRequest(
+            prompt=item["prompt"],
+            max_new_tokens=int(item.get("max_new_tokens", 128)),
+            ignore_eos=bool(item.get("ignore_eos", False)),
+        )
+        cpu_started = time.process_time()
+        (generation,) = backend.generate([request])
+        return {
+            "text": generation.text,
+            "prompt_tokens": generation.prompt_tokens,
+            "output_tokens": generation.output_tokens,
+            "ttft_s": generation.time_to_first_token_s,
+            "tpot_s": generation.time_per_output_token_s,
+            "e2e_s": generation.end_to_end_s,
+            "decode_tps": generation.decode_tokens_per_s,
+            "prompt_tps": generation.prompt_tokens_per_s,
+            "finish_reason": generation.finish_reason,
+            "network_s": generation.network_s,
+            "cpu_s": time.process_time() - cpu_started,
+        }
+
+    return answer
+
+
+def _encoder_answerer(backend: EncoderBackend) -> Answer:
+    """Answers one job item with an encoder's head: latency, and no token timings."""
     from slm_eval.backends.base import EncoderRequest
 
-    for item in items:
+    def answer(item: Mapping[str, Any]) -> dict[str, Any]:
         cpu_started = time.process_time()
         (prediction,) = backend.predict([EncoderRequest(text=item["prompt"], context=item.get("context"))])
         seconds = prediction.end_to_end_s
-        events.emit(
-            "result",
-            key=item["key"],
-            text=prediction.text,
-            prompt_tokens=prediction.input_tokens,
-            output_tokens=0,
-            ttft_s=None,
-            tpot_s=None,
-            e2e_s=seconds,
-            decode_tps=None,
-            prompt_tps=prediction.input_tokens / seconds if seconds > 0 else None,
-            finish_reason="stop",
-            confidence=prediction.confidence,
-            cpu_s=time.process_time() - cpu_started,
-        )
+        return {
+            "text": prediction.text,
+            "prompt_tokens": prediction.input_tokens,
+            "output_tokens": 0,
+            "ttft_s": None,
+            "tpot_s": None,
+            "e2e_s": seconds,
+            "decode_tps": None,
+            "prompt_tps": prediction.input_tokens / seconds if seconds > 0 else None,
+            "finish_reason": "stop",
+            "confidence": prediction.confidence,
+            "cpu_s": time.process_time() - cpu_started,
+        }
+
+    return answer
+
+
+def _answer_encoder(backend: EncoderBackend, items: list[dict[str, Any]], events: EventStream) -> None:
+    """Run an encoder's head on each request, emitting one result per request."""
+    answer = _encoder_answerer(backend)
+    for item in items:
+        events.emit("result", key=item["key"], **answer(item))
+
+
+def _top_up(answer: Answer, top_up: Mapping[str, Any], timed_s: float, events: EventStream) -> None:
+    """Repeat timing requests from the pool until the timed requests last the minimum duration.
+
+    A fast model (an encoder head answers in milliseconds) meets the minimum request count long before
+    the minimum duration; these requests, keyed ``timing|<example id>|top<n>``, are timed and not scored.
+    """
+    pool = list(top_up.get("pool", []))
+    wanted = float(top_up.get("min_seconds", 0))
+    most = int(top_up.get("max_requests", 10_000))
+    count = 0
+    while pool and timed_s < wanted and count < most:
+        item = pool[count % len(pool)]
+        fields = answer(item)
+        events.emit("result", key=f"timing|{item['example_id']}|{TOP_UP_PREFIX}{count}", **fields)
+        timed_s += float(fields["e2e_s"])
+        count += 1
 
 
 def main() -> None:

@@ -140,7 +140,10 @@ def run_session(
         },
         "requests": [_job_request(r, settings.max_new_tokens) for r in requests],
     }
+    if "latency" in settings.metrics and entry.name != "fake":  # scripted timings need no more samples
+        job["top_up"] = _top_up_plan(settings, requests)
     specs = {r.key: r for r in requests}
+    pool = {r.example_id: r for r in requests if r.kind != "warmup" and r.perturbation == CLEAN}
     docker = choose_docker(settings.device.name) if context.allow_docker else None
     result.sandbox_note = docker.reason if docker else "limits applied to a local worker process"
     container = None
@@ -169,7 +172,7 @@ def run_session(
                 result.loaded = {k: v for k, v in event.items() if k != "event"}
                 energy_start = _read_energy(context.energy_reader)
             elif kind == "result":
-                spec = specs[event["key"]]
+                spec = specs.get(event["key"]) or _top_up_spec(str(event["key"]), pool)
                 writer.append(_record(settings, session, spec, event, task, by_key))
                 done += 1
                 if context.on_progress is not None:
@@ -197,6 +200,28 @@ def run_session(
         reason = f"signal {outcome.signal}" if outcome.signal else f"exit code {outcome.exit_code}"
         raise RuntimeError(f"the evaluation worker stopped with {reason} (see {paths.root / 'worker.log'})")
     return result
+
+
+TOP_UP_POOL = 50
+
+
+def _top_up_plan(settings: RunSettings, requests: Sequence[RequestSpec]) -> dict[str, Any]:
+    """What the worker repeats, untimed by score, when the timed requests end before the minimum duration."""
+    clean = [r for r in requests if r.kind != "warmup" and r.perturbation == CLEAN][:TOP_UP_POOL]
+    return {
+        "min_seconds": settings.validity.min_duration_s,
+        "max_requests": max(settings.validity.min_requests, 10_000),
+        "pool": [{**_job_request(r, settings.max_new_tokens), "example_id": r.example_id} for r in clean],
+    }
+
+
+def _top_up_spec(key: str, pool: Mapping[str, RequestSpec]) -> RequestSpec:
+    """The spec of a timing request the worker added (``timing|<example id>|top<n>``)."""
+    kind, example_id, _ = key.split("|", 2)
+    base = pool.get(example_id)
+    if kind != "timing" or base is None:
+        raise RuntimeError(f"the worker answered a request it was not given: {key}")
+    return RequestSpec(key, "timing", example_id, CLEAN, base.prompt, base.context)
 
 
 def _job_request(spec: RequestSpec, max_new_tokens: int) -> dict[str, Any]:
