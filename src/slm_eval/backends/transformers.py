@@ -329,6 +329,7 @@ def load(
     if card.kind != "decoder":
         raise UserError(f"{card.name} is an {card.kind} model; the transformers backend runs local models only")
     dtype = torch_dtype(options.dtype)
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its bars would mix with answers
     threads = options.threads or usable_cpu_count()
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
