@@ -36,7 +36,7 @@ from slm_eval.backends.base import (
 )
 from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
-from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint
+from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint, first_line
 from slm_eval.logs import get_logger
 from slm_eval.models.registry import ModelCard
 
@@ -320,11 +320,6 @@ def _eos_ids(config: dict[str, Any], tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_decoder(card: ModelCard, location: Path, options: LoadOptions) -> OnnxDecoderBackend:
     """Load an onnxruntime-genai decoder folder with the asked threads, provider and chat setting.
 
@@ -349,13 +344,13 @@ def load_decoder(card: ModelCard, location: Path, options: LoadOptions) -> OnnxD
     except RuntimeError as exc:
         raise UserError(
             f"onnxruntime-genai cannot load {location}: the ONNX file is missing, truncated or corrupt "
-            f"({_first_line(exc)}); export the model again"
+            f"({first_line(exc)}); export the model again"
         ) from exc
     try:
         tokenizer = genai.Tokenizer(model)
     except RuntimeError as exc:
         raise UserError(
-            f"cannot load the tokenizer of {location}: it is missing or unreadable ({_first_line(exc)}); "
+            f"cannot load the tokenizer of {location}: it is missing or unreadable ({first_line(exc)}); "
             "export the model again so tokenizer.json is written beside model.onnx"
         ) from exc
     wanted = options.chat if options.chat is not None else card.chat

@@ -21,7 +21,7 @@ import numpy as np
 from slm_eval.backends.base import Capabilities, EncoderPrediction, EncoderRequest, EncoderTask, LoadOptions
 from slm_eval.backends.encoder_heads import ENCODER_TASKS, HEAD_OUTPUTS, encode, to_prediction
 from slm_eval.devices.cpus import usable_cpu_count
-from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint
+from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint, first_line
 from slm_eval.logs import get_logger
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard
@@ -97,7 +97,7 @@ def read_head_spec(folder: Path) -> HeadSpec:
     except FileNotFoundError as exc:
         raise UserError(f"{path} is missing: export the encoder again (slm-eval convert --format onnx)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({_first_line(exc)}); export the encoder again") from exc
+        raise UserError(f"{path} is not readable JSON ({first_line(exc)}); export the encoder again") from exc
     try:
         return _parse_head(document)
     except (KeyError, TypeError, ValueError) as exc:
@@ -147,11 +147,6 @@ def _strings(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise TypeError(f"{name} must be a list of strings")
     return tuple(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def choose_providers(requested: str | None, available: Sequence[str]) -> list[str]:
@@ -208,7 +203,7 @@ def open_session(model: Path, threads: int | None, provider: str | None) -> Any:
         session = ort.InferenceSession(str(model), sess_options=settings, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind exception types, all plain Exceptions
         raise UserError(
-            f"onnxruntime cannot load {model} ({_first_line(exc)}): the file is truncated or corrupt; export it again"
+            f"onnxruntime cannot load {model} ({first_line(exc)}): the file is truncated or corrupt; export it again"
         ) from exc
     if provider is not None and providers[0] not in session.get_providers():
         raise UserError(
@@ -237,9 +232,7 @@ def load_tokenizer(folder: Path) -> Any:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise UserError(
-            f"cannot load the tokenizer in {folder} ({_first_line(exc)}); export the encoder again"
-        ) from exc
+        raise UserError(f"cannot load the tokenizer in {folder} ({first_line(exc)}); export the encoder again") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"the tokenizer in {folder} is not a fast tokenizer; encoder heads need its character offsets")
     return tokenizer

@@ -29,7 +29,7 @@ from slm_eval.backends.base import (
 )
 from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
-from slm_eval.errors import UserError
+from slm_eval.errors import UserError, first_line
 from slm_eval.logs import get_logger
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard
@@ -294,11 +294,6 @@ def hub_error(label: str, offline: bool, exc: BaseException) -> UserError:
     if offline:
         return UserError(f"{label} is {OFFLINE_MESSAGE}")
     return UserError(f"cannot download {label} from the hub ({first_line(exc)}); or give a local path")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def torch_dtype(name: str) -> torch.dtype:

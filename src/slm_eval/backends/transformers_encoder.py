@@ -31,9 +31,9 @@ from slm_eval.backends.encoder_heads import (
     labels_from_config,
     to_prediction,
 )
-from slm_eval.backends.transformers import first_line, hub_error, model_sources, torch_dtype
+from slm_eval.backends.transformers import hub_error, model_sources, torch_dtype
 from slm_eval.devices.cpus import usable_cpu_count
-from slm_eval.errors import UserError
+from slm_eval.errors import UserError, first_line
 from slm_eval.logs import get_logger
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard

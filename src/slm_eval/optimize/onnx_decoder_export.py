@@ -39,7 +39,6 @@ import logging
 import re
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -47,9 +46,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slm_eval.backends.onnx_decoder import GENAI_CONFIG, has_chat_template, import_genai
-from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint
+from slm_eval.errors import UserError, extra_install_hint, first_line, require_module
 from slm_eval.logs import get_logger
 from slm_eval.metrics.timing import Clock, MonotonicClock
+from slm_eval.optimize.export_facts import op_counts, tool_versions
 
 log = get_logger(__name__)
 
@@ -173,36 +173,11 @@ def builder_options(precision: str, target: str) -> dict[str, str]:
     return {}
 
 
-def tool_versions() -> dict[str, str]:
-    """The installed version of each tool the export uses, ``absent`` for those not installed."""
-    versions: dict[str, str] = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
 def graph_op_counts(model_file: Path) -> dict[str, int]:
     """Nodes per op type in an ONNX file's main graph (its external data is not read), most frequent first."""
     import onnx
 
-    graph = onnx.load(str(model_file), load_external_data=False).graph
-    counts = Counter(str(node.op_type) for node in graph.node)
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
-def _require(module: str, purpose: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(module, purpose, extra_install_hint(extra)) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return op_counts(onnx.load(str(model_file), load_external_data=False).graph)
 
 
 def gguf_architecture(path: Path) -> str:
@@ -211,13 +186,13 @@ def gguf_architecture(path: Path) -> str:
     Raises:
         UserError: the file cannot be read as GGUF by transformers.
     """
-    transformers = _require("transformers", "reading a GGUF file", "torch")
+    transformers = require_module("transformers", "reading a GGUF file", extra_install_hint("torch"))
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     try:
         config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(f"transformers cannot read the GGUF file {path} ({_first_line(exc)})") from exc
+        raise UserError(f"transformers cannot read the GGUF file {path} ({first_line(exc)})") from exc
     architectures = getattr(config, "architectures", None) or []
     if architectures:
         return str(architectures[0])
@@ -248,8 +223,8 @@ def load_torch_decoder(source: Path) -> tuple[Any, Any]:
     Raises:
         UserError: the weights or the tokenizer cannot be loaded.
     """
-    torch = _require("torch", "loading the PyTorch original", "torch")
-    transformers = _require("transformers", "loading the PyTorch original", "torch")
+    torch = require_module("torch", "loading the PyTorch original", extra_install_hint("torch"))
+    transformers = require_module("transformers", "loading the PyTorch original", extra_install_hint("torch"))
     if source.is_file():
         where = str(source.parent)
         extra: dict[str, Any] = {"gguf_file": source.name}
@@ -260,7 +235,7 @@ def load_torch_decoder(source: Path) -> tuple[Any, Any]:
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(
-            f"cannot load the tokenizer of {source}: it is missing or unreadable ({_first_line(exc)})"
+            f"cannot load the tokenizer of {source}: it is missing or unreadable ({first_line(exc)})"
         ) from exc
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -269,7 +244,7 @@ def load_torch_decoder(source: Path) -> tuple[Any, Any]:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise UserError(
             f"transformers cannot load {source}: the weights are missing (safetensors only), corrupt or of an "
-            f"unsupported architecture ({_first_line(exc)})"
+            f"unsupported architecture ({first_line(exc)})"
         ) from exc
     return model.eval(), tokenizer
 
@@ -371,7 +346,7 @@ def _run_builder(
             builder.create_model(None, str(folder), str(output_dir), precision, provider, str(cache_dir), **prepared)
         except (ValueError, KeyError, NotImplementedError, OSError, RuntimeError, AttributeError) as exc:
             raise UserError(
-                f"onnxruntime-genai's model builder failed on {folder} ({type(exc).__name__}: {_first_line(exc)})"
+                f"onnxruntime-genai's model builder failed on {folder} ({type(exc).__name__}: {first_line(exc)})"
             ) from exc
 
 
@@ -414,9 +389,9 @@ def export_decoder(
     options = builder_options(precision, target)
     provider = EXECUTION_PROVIDERS[target]
     import_genai()
-    _require("onnx", "ONNX export", "onnx")
-    _require("torch", "ONNX export", "torch")
-    _require("transformers", "ONNX export", "torch")
+    require_module("onnx", "ONNX export", extra_install_hint("onnx"))
+    require_module("torch", "ONNX export", extra_install_hint("torch"))
+    require_module("transformers", "ONNX export", extra_install_hint("torch"))
     clock = clock or MonotonicClock()
     started = clock.now()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -443,7 +418,7 @@ def export_decoder(
         builder_options=options,
         files=files,
         op_counts=graph_op_counts(model_file),
-        tool_versions=tool_versions(),
+        tool_versions=tool_versions(TOOLS),
         elapsed_s=clock.now() - started,
     )
     log.info(

@@ -14,11 +14,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 import time
 import warnings
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,9 +25,10 @@ from typing import Any
 from slm_eval.backends.base import EncoderTask
 from slm_eval.backends.encoder_heads import HEAD_OUTPUTS
 from slm_eval.backends.onnx_encoder import MODEL_FILE, MODEL_INPUTS, HeadSpec, write_head_spec
-from slm_eval.errors import MissingDependencyError, UserError, extra_install_hint
+from slm_eval.errors import UserError, extra_install_hint, first_line, require_module
 from slm_eval.logs import get_logger
 from slm_eval.models.registry import ModelCard
+from slm_eval.optimize.export_facts import op_counts, tool_versions
 
 log = get_logger(__name__)
 
@@ -120,34 +119,10 @@ class EncoderExport:
         return document
 
 
-def tool_versions() -> dict[str, str]:
-    """The installed version of each tool the export uses, ``absent`` for those not installed."""
-    versions: dict[str, str] = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
-def op_counts(model: Any) -> dict[str, int]:
-    """Nodes per op type in an ONNX model's main graph, most frequent first."""
-    counts = Counter(str(node.op_type) for node in model.graph.node)
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
 def forward_inputs(model: Any) -> tuple[str, ...]:
     """The inputs the model's forward accepts, in graph order (DistilBERT takes no ``token_type_ids``)."""
     accepted = inspect.signature(model.forward).parameters
     return tuple(name for name in MODEL_INPUTS if name in accepted)
-
-
-def _require(module: str, purpose: str, install: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(module, purpose, install) from exc
 
 
 def export_encoder(
@@ -172,10 +147,10 @@ def export_encoder(
         UserError: the model cannot be loaded or traced.
     """
     started = time.perf_counter()
-    torch = _require("torch", "ONNX export", extra_install_hint("torch"))
-    _require("transformers", "ONNX export", extra_install_hint("torch"))
-    onnx = _require("onnx", "ONNX export", extra_install_hint("onnx"))
-    slimmer = _require("onnxslim", "ONNX graph simplification", "pip install onnxslim") if simplify else None
+    torch = require_module("torch", "ONNX export", extra_install_hint("torch"))
+    require_module("transformers", "ONNX export", extra_install_hint("torch"))
+    onnx = require_module("onnx", "ONNX export", extra_install_hint("onnx"))
+    slimmer = require_module("onnxslim", "ONNX graph simplification", "pip install onnxslim") if simplify else None
     from slm_eval.backends.transformers_encoder import load_head_model
 
     head = load_head_model(card, source, task, seed=seed)
@@ -189,22 +164,22 @@ def export_encoder(
     path = output_dir / MODEL_FILE
     example = _trace_inputs(head.tokenizer, task, names)
     _trace(torch, _head_graph(torch, model, names, outputs), example, path, names, outputs, opset)
-    graph = onnx.load(str(path))
-    ops_before = op_counts(graph)
+    exported = onnx.load(str(path))
+    ops_before = op_counts(exported.graph)
     if slimmer is not None:
-        graph = slimmer.slim(graph)
-        if graph is None:
+        exported = slimmer.slim(exported)
+        if exported is None:
             raise UserError(f"onnxslim could not simplify the export of {card.name}; export with simplify off")
-        onnx.save_model(graph, str(path))
-    ops_after = op_counts(graph)
+        onnx.save_model(exported, str(path))
+    ops_after = op_counts(exported.graph)
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+        reason = first_line(exc)
         raise UserError(f"the ONNX graph exported from {card.name} is not valid ({reason})") from exc
-    initializers = {tensor.name for tensor in graph.graph.initializer}
-    graph_inputs = tuple(node.name for node in graph.graph.input if node.name not in initializers)
-    graph_outputs = tuple(node.name for node in graph.graph.output)
+    initializers = {tensor.name for tensor in exported.graph.initializer}
+    graph_inputs = tuple(node.name for node in exported.graph.input if node.name not in initializers)
+    graph_outputs = tuple(node.name for node in exported.graph.output)
     if graph_outputs != outputs:
         raise UserError(f"the export of {card.name} returns {', '.join(graph_outputs)}, not {', '.join(outputs)}")
     head.tokenizer.save_pretrained(output_dir)
@@ -220,7 +195,7 @@ def export_encoder(
         parameters=parameters,
     )
     write_head_spec(output_dir, spec)
-    opset_used = next((int(entry.version) for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), opset)
+    opset_used = next((int(entry.version) for entry in exported.opset_import if entry.domain in ("", "ai.onnx")), opset)
     files = {
         str(item.relative_to(output_dir)): item.stat().st_size
         for item in sorted(output_dir.rglob("*"))
@@ -252,7 +227,7 @@ def export_encoder(
         seed=seed,
         parameters=parameters,
         max_length=head.max_length,
-        versions=tool_versions(),
+        versions=tool_versions(TOOLS),
         elapsed_s=elapsed,
     )
 
