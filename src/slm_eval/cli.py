@@ -20,6 +20,7 @@ from slm_eval import __version__
 from slm_eval.backends.base import LoadOptions
 from slm_eval.cli_context import AppState, app_state, table_console
 from slm_eval.cli_runs import benchmark_command, evaluate_command, report_command
+from slm_eval.cli_variants import convert_command, quantize_command
 from slm_eval.errors import UserError
 from slm_eval.logs import configure_logging, get_logger
 from slm_eval.models.catalogue import default_registry
@@ -82,57 +83,6 @@ def models_command(
         typer.echo(models_json(cards, variants))
     else:
         table_console().print(models_table(cards, variants))
-
-
-@app.command("convert")
-def convert_command(
-    ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help="A catalogued model, alias or model@variant."),
-    output_format: str = typer.Option("onnx", "--format", help="Output format: onnx."),
-    target: str = typer.Option("cpu", "--target", help="Where it will run: cpu, cuda or mobile."),
-    precision: str | None = typer.Option(
-        None, "--precision", help="Decoders: fp32 (default), int8 or int4 weights. Encoders: fp32."
-    ),
-    task: str = typer.Option("qa", "--task", help="Encoders: the task head to export, qa, ner or classify."),
-    name: str | None = typer.Option(None, "--name", help="The variant's name (default: onnx-<precision|task>)."),
-    force: bool = typer.Option(False, "--force", help="Replace a variant of the same name."),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
-) -> None:
-    """Export a model to ONNX, check parity with the original, and store it as a variant with a manifest.
-
-    The variant lands in the model store (data/models/<model>/<variant>/) only when the parity check passes,
-    and is then a model of its own: --model <model>@<variant>.
-    """
-    from slm_eval.backends.encoder_heads import parse_encoder_task
-    from slm_eval.models.store import ModelStore
-    from slm_eval.optimize.convert import ConvertRequest, convert
-
-    settings = app_state(ctx).settings
-    card = default_registry().resolve(model, settings.paths.models)
-    request = ConvertRequest(
-        model=model,
-        format=output_format,
-        target=target,
-        precision=precision,
-        task=parse_encoder_task(task),
-        name=name,
-        force=force,
-        seed=settings.defaults.seed,
-    )
-    err = Console(stderr=True)
-    outcome = convert(
-        request,
-        card,
-        ModelStore(settings.paths.models),
-        settings.paths.cache,
-        on_step=lambda message: err.print(message, markup=False, highlight=False),
-    )
-    if as_json:
-        typer.echo(json.dumps(outcome.to_dict(), indent=2, ensure_ascii=False))
-        return
-    from slm_eval.cli_output import convert_summary
-
-    table_console().print(convert_summary(outcome))
 
 
 @app.command("info")
@@ -264,6 +214,8 @@ def quick_test_command(
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
 
 
+app.command("convert")(convert_command)
+app.command("quantize")(quantize_command)
 app.command("evaluate")(evaluate_command)
 app.command("benchmark")(benchmark_command)
 app.command("report")(report_command)

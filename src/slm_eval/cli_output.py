@@ -16,6 +16,7 @@ from slm_eval.quicktest import QuickTestAnswer
 if TYPE_CHECKING:
     from slm_eval.models.store import Variant
     from slm_eval.optimize.convert import ConvertOutcome
+    from slm_eval.optimize.tradeoff import TradeoffRow
     from slm_eval.quicktest_encoder import EncoderQuickTestResult
 
 
@@ -272,3 +273,40 @@ def print_encoder_quick_test(out: Console, err: Console, result: EncoderQuickTes
             f"confidence {confidence} · peak RSS {answer.peak_memory.format(0)} · measured[/]",
             highlight=False,
         )
+
+
+def quantize_summary(variant: Variant) -> Table:
+    """What ``quantize`` made: size and ratios, what stayed in higher precision, and the gate."""
+    manifest = variant.manifest
+    table = Table(show_header=False, title=variant.reference, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("path", str(variant.path))
+    table.add_row("method", f"{manifest.get('method')} ({manifest.get('quant_type')})")
+    table.add_row("size", f"{variant.size_bytes / 2**20:.1f} MiB (measured)")
+    for key in ("compression_ratio", "size_ratio_to_fp32"):
+        figure = manifest.get(key) or {}
+        if figure.get("value") is not None:
+            table.add_row(key.replace("_", " "), f"{figure['value']:.3f} ({figure.get('label')})")
+    table.add_row("kept in higher precision", ", ".join(manifest.get("kept_precision") or []) or "-")
+    if manifest.get("requantized"):
+        table.add_row("requantized", "yes: the source was already quantized (lossy)")
+    gate = manifest.get("gate") or {}
+    table.add_row("gate", f"{gate.get('status', 'not run')}" + (f": {gate['reason']}" if gate.get("reason") else ""))
+    for side in ("parent", "variant"):
+        score = ((gate.get(side) or {}).get("score") or {}).get("value")
+        if score is not None:
+            table.add_row(f"{side} score", f"{score:.3f} (measured)")
+    return table
+
+
+def tradeoff_table(rows: Sequence[TradeoffRow]) -> Table:
+    """The trade-off report's table: each variant's size, score, gate, speed and memory."""
+    from slm_eval.optimize.tradeoff import COLUMNS
+
+    table = Table(title="Quantization trade-offs (measured)", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column.replace("_", " "), no_wrap=column == "variant")
+    for row in rows:
+        table.add_row(*(str(cell) if cell is not None else "n/a" for cell in row.cells()))
+    return table

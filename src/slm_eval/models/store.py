@@ -244,3 +244,13 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def update_manifest(variant: Variant, updates: Mapping[str, Any]) -> Variant:
+    """Merge ``updates`` into a stored variant's manifest (its files are untouched); the file is replaced whole."""
+    manifest = {**variant.manifest, **updates}
+    path = variant.path / MANIFEST
+    partial = path.with_name(f"{_TEMPORARY_PREFIX}{MANIFEST}")
+    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return Variant(variant.model, variant.name, variant.path, manifest)
