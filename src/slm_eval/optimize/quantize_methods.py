@@ -208,7 +208,7 @@ METHODS: dict[str, QuantizeMethod] = {
             kinds=("decoder",),
             sources=("gguf", "transformers"),
             runner="slm_eval.optimize.quantize_gguf:quantize_gguf",
-            requires=("llama_cpp",),
+            requires=("llama_cpp", "gguf"),
             install="pip install 'slm-eval[llama]'",
             description="llama.cpp's quantizer (Q8_0, Q4_K_M, Q4_0, ...), after llama.cpp's HF-to-GGUF "
             "converter for a transformers model",
