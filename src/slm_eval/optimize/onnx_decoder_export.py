@@ -156,8 +156,14 @@ def check_architecture(architecture: str, source: Path) -> None:
         )
 
 
-def builder_options(precision: str, target: str) -> dict[str, str]:
-    """The model builder's extra options for ``precision`` on ``target``.
+def builder_options(precision: str, target: str, extra_options: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The model builder's extra options for ``precision`` on ``target``, with ``extra_options`` on top.
+
+    Args:
+        precision: ``fp32``, ``int8`` or ``int4``.
+        target: ``cpu``, ``cuda`` or ``mobile``.
+        extra_options: more of the builder's ``--extra_options`` (e.g. ``{"block_size": "64"}``); they
+            override the target's own.
 
     Raises:
         UserError: an unknown precision or target, or fp32 asked for the mobile target.
@@ -166,11 +172,13 @@ def builder_options(precision: str, target: str) -> dict[str, str]:
         raise UserError(f"unknown precision '{precision}' for a decoder export: choose one of {', '.join(PRECISIONS)}")
     if target not in TARGETS:
         raise UserError(f"unknown target '{target}' for a decoder export: choose one of {', '.join(TARGETS)}")
+    options: dict[str, str] = {}
     if target == "mobile":
         if precision == "fp32":
             raise UserError("the mobile target stores quantized weights: use --precision int4 (or int8)")
-        return dict(MOBILE_OPTIONS)
-    return {}
+        options.update(MOBILE_OPTIONS)
+    options.update({str(key): str(value) for key, value in (extra_options or {}).items()})
+    return options
 
 
 def graph_op_counts(model_file: Path) -> dict[str, int]:
@@ -368,6 +376,7 @@ def export_decoder(
     *,
     cache_dir: Path,
     clock: Clock | None = None,
+    extra_options: Mapping[str, str] | None = None,
 ) -> DecoderExport:
     """Export the decoder at ``source`` into ``output_dir`` with onnxruntime-genai's model builder.
 
@@ -379,6 +388,7 @@ def export_decoder(
         cache_dir: the builder's cache; a temporary folder for a dequantized GGUF file is made (and removed)
             inside it.
         clock: the clock the elapsed time is read from.
+        extra_options: more model builder options (``{"block_size": "64"}``), recorded in ``builder_options``.
 
     Raises:
         MissingDependencyError: onnxruntime-genai, onnx, torch or transformers is not installed.
@@ -386,7 +396,7 @@ def export_decoder(
             (the message names the supported architectures), unreadable weights or tokenizer, or a builder
             failure.
     """
-    options = builder_options(precision, target)
+    options = builder_options(precision, target, extra_options)
     provider = EXECUTION_PROVIDERS[target]
     import_genai()
     require_module("onnx", "ONNX export", extra_install_hint("onnx"))
