@@ -15,6 +15,18 @@ LOGGER_NAME = "slm_eval"
 _FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+# Libraries that log notices at import which say nothing about a run: with torchao installed, transformers
+# imports it on every from_pretrained, torchao then says its CUDA-only kernels cannot load on a CPU build, and
+# torch's pytree that torchao registers types the old way.
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_library_notices() -> None:
+    """Raise the noisy libraries' loggers to ERROR (idempotent; imports nothing)."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def configure_logging(settings: LoggingSettings, log_dir: Path, *, console_level: str | None = None) -> Path:
     """Attach a console and a rotating file handler to the ``slm_eval`` logger.
 
@@ -29,6 +41,7 @@ def configure_logging(settings: LoggingSettings, log_dir: Path, *, console_level
     Returns:
         The path of the log file.
     """
+    quiet_library_notices()
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)

@@ -67,7 +67,7 @@ def smollm2() -> tuple[ModelCard, Path]:
 
 def test_minilm_4bit_warns_that_it_is_too_small_and_mostly_embeddings(minilm_model: tuple[ModelCard, Path]) -> None:
     card, source = minilm_model
-    check = check_suitability(card, source, "transformers", METHODS["quanto"], 4)
+    check = check_suitability(card, source, "transformers", METHODS["torchao"], 4)
     assert check.verdict == "warning"
     assert check.reasons == ()
     assert _groups(check) == MINILM_GROUPS
@@ -85,7 +85,7 @@ def test_minilm_4bit_warns_that_it_is_too_small_and_mostly_embeddings(minilm_mod
     assert check.current_size_bytes == (source / "model.safetensors").stat().st_size
     linear = check.group("linear")
     assert linear is not None and linear.treatment == "quantized"
-    assert linear.estimated_bytes == round(MINILM_GROUPS["linear"][0] * 4.25 / 8)  # quanto int4, group 128
+    assert linear.estimated_bytes == round(MINILM_GROUPS["linear"][0] * 4.75 / 8)  # torchao int4, group 32
     assert check.estimated_size_bytes == check.current_size_bytes - linear.stored_bytes + linear.estimated_bytes
     assert check.already_quantized is None and not check.tied_embeddings
     assert any("no task head" in note for note in check.notes)
@@ -146,7 +146,7 @@ def test_smollm2_requantizing_when_allowed_is_a_warning(smollm2: tuple[ModelCard
 
 def test_a_dequantized_gguf_keeps_its_embeddings_in_float32_and_grows(smollm2: tuple[ModelCard, Path]) -> None:
     card, source = smollm2
-    check = check_suitability(card, source, "gguf", METHODS["quanto"], 4, allow_requantize=True)
+    check = check_suitability(card, source, "gguf", METHODS["torchao"], 4, allow_requantize=True)
     embeddings = check.group("embeddings")
     assert embeddings is not None and embeddings.treatment == "dequantized"
     assert embeddings.estimated_bytes == 49152 * 576 * 4
@@ -194,7 +194,7 @@ def tiny_decoder(tmp_path: Path) -> Path:
 
 def test_a_hand_written_safetensors_folder_is_counted_exactly(tiny_decoder: Path) -> None:
     card = Registry([]).resolve(str(tiny_decoder))
-    check = check_suitability(card, tiny_decoder, "transformers", METHODS["quanto"], 8)
+    check = check_suitability(card, tiny_decoder, "transformers", METHODS["torchao"], 8)
     assert _groups(check) == {
         "embeddings": (80, 1),
         "output_head": (80, 1),
@@ -213,7 +213,7 @@ def test_a_hand_written_safetensors_folder_is_counted_exactly(tiny_decoder: Path
 
 def test_a_small_decoder_at_4_bits_is_warned(tiny_decoder: Path) -> None:
     card = Registry([]).resolve(str(tiny_decoder))
-    check = check_suitability(card, tiny_decoder, "transformers", METHODS["quanto"], 4)
+    check = check_suitability(card, tiny_decoder, "transformers", METHODS["torchao"], 4)
     assert check.verdict == "warning"
     assert any("under 100M for decoders" in w for w in check.warnings)
 
@@ -222,7 +222,7 @@ def test_a_folder_without_linear_layers_is_unsuitable(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     _write_safetensors(tmp_path / "model.safetensors", {"embeddings.word_embeddings.weight": ("F32", [10, 4])})
     card = Registry([]).resolve(str(tmp_path))
-    check = check_suitability(card, tmp_path, "transformers", METHODS["quanto"], 8)
+    check = check_suitability(card, tmp_path, "transformers", METHODS["torchao"], 8)
     assert check.verdict == "unsuitable"
     assert any("holds no linear layers" in r for r in check.reasons)
 
@@ -351,7 +351,7 @@ def test_an_onnx_graph_with_matmulnbits_is_already_quantized(tmp_path: Path) -> 
 
 def test_an_api_model_is_unsuitable_without_reading_anything() -> None:
     card = default_registry().resolve("grok-3-mini-fast")
-    check = check_suitability(card, Path("/nonexistent"), "api", METHODS["quanto"], 4)
+    check = check_suitability(card, Path("/nonexistent"), "api", METHODS["torchao"], 4)
     assert check.verdict == "unsuitable"
     assert check.reasons == ("grok-3-mini-fast is served over an API: it has no local weights to quantize",)
     assert check.groups == () and check.parameters is None
@@ -360,7 +360,7 @@ def test_an_api_model_is_unsuitable_without_reading_anything() -> None:
 
 def test_to_dict_labels_every_figure(minilm_model: tuple[ModelCard, Path]) -> None:
     card, source = minilm_model
-    document = check_suitability(card, source, "transformers", METHODS["quanto"], 4).to_dict()
+    document = check_suitability(card, source, "transformers", METHODS["torchao"], 4).to_dict()
     assert json.loads(json.dumps(document)) == document
     figures = _figures(document)
     assert figures and all(f["label"] in ("measured", "estimated") and f["unit"] for f in figures)

@@ -30,7 +30,7 @@ from slm_eval.backends.base import (
 from slm_eval.backends.streaming import StopStringStream
 from slm_eval.devices.cpus import usable_cpu_count
 from slm_eval.errors import UserError, first_line
-from slm_eval.logs import get_logger
+from slm_eval.logs import get_logger, quiet_library_notices
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard
 
@@ -127,7 +127,9 @@ class TransformersBackend:
         self._clock = options.clock
         self._context_length = options.context_length
         self._seed = options.seed
-        self._parameters = int(sum(parameter.numel() for parameter in model.parameters()))
+        from slm_eval.backends.transformers_quantized import count_parameters
+
+        self._parameters = count_parameters(model)  # dynamic int8 layers pack their weights out of parameters()
         self._eos_ids = _eos_ids(model, tokenizer)
         self.capabilities = Capabilities(generate=True, streaming=True, chat_template=chat)
 
@@ -276,10 +278,22 @@ def _load_parts(card: ModelCard, location: Path | None, options: LoadOptions, dt
         raise UserError(
             f"cannot load the tokenizer of {label}: it is missing or unreadable ({first_line(exc)})"
         ) from exc
+    from slm_eval.backends.transformers_quantized import load_quantized, read_recipe
+
+    quiet_library_notices()  # transformers imports torchao (when installed), which logs CPU-build notices
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
-        )
+        if location is not None and (recipe := read_recipe(location)) is not None:  # slm-eval quantize, pytorch
+            model = load_quantized(
+                location,
+                recipe,
+                transformers.AutoModelForCausalLM,
+                dtype=dtype,
+                trust_remote_code=options.trust_remote_code,
+            )
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
+            )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         if hub:
             raise hub_error(label, offline, exc) from exc
@@ -329,7 +343,9 @@ def load(
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
     model, tokenizer = _load_parts(card, location, options, dtype)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    from slm_eval.backends.transformers_quantized import runs_on_cpu_only
+
+    device = "cuda" if torch.cuda.is_available() and not runs_on_cpu_only(model) else "cpu"
     model.to(device)
     model.eval()
     wanted = options.chat if options.chat is not None else card.chat

@@ -34,7 +34,7 @@ from slm_eval.backends.encoder_heads import (
 from slm_eval.backends.transformers import hub_error, model_sources, torch_dtype
 from slm_eval.devices.cpus import usable_cpu_count
 from slm_eval.errors import UserError, first_line
-from slm_eval.logs import get_logger
+from slm_eval.logs import get_logger, quiet_library_notices
 from slm_eval.metrics.timing import Clock
 from slm_eval.models.registry import ModelCard
 
@@ -103,15 +103,26 @@ def load_head_model(
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.manual_seed(seed)
+    from slm_eval.backends.transformers_quantized import check_task, load_quantized, read_recipe
+
+    quiet_library_notices()  # transformers imports torchao (when installed), which logs CPU-build notices
+    recipe = read_recipe(location) if location is not None else None  # a variant of slm-eval quantize, pytorch
     try:
-        model, info = auto_class.from_pretrained(
-            source,
-            dtype=torch_dtype(dtype),
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-            **extra,
-            **head_options,
-        )
+        if location is not None and recipe is not None:
+            check_task(recipe, task, label)
+            model = load_quantized(
+                location, recipe, auto_class, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
+            )
+            info = {"missing_keys": [] if recipe.head_trained else ["the head, initialised from a seed"]}
+        else:
+            model, info = auto_class.from_pretrained(
+                source,
+                dtype=torch_dtype(dtype),
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                **extra,
+                **head_options,
+            )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         if hub:
             raise hub_error(label, offline, exc) from exc
@@ -151,7 +162,9 @@ class TransformersEncoderBackend:
     def __init__(self, head: HeadModel, clock: Clock) -> None:
         self._head: HeadModel | None = head
         self._clock = clock
-        self._parameters = int(sum(parameter.numel() for parameter in head.model.parameters()))
+        from slm_eval.backends.transformers_quantized import count_parameters
+
+        self._parameters = count_parameters(head.model)  # dynamic int8 layers pack their weights away
         self._input_names = _input_names(head.model)
         self.capabilities = Capabilities(
             generate=False, streaming=False, chat_template=False, encoder_tasks=frozenset({head.task})
@@ -209,7 +222,9 @@ def load_encoder(card: ModelCard, location: Path | None, options: LoadOptions) -
         trust_remote_code=options.trust_remote_code,
         max_length=options.context_length,
     )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    from slm_eval.backends.transformers_quantized import runs_on_cpu_only
+
+    device = "cuda" if torch.cuda.is_available() and not runs_on_cpu_only(head.model) else "cpu"
     head.model.to(device)
     if not head.trained:
         log.debug("%s: the %s head is randomly initialised from seed %d", card.name, head.task, options.seed)

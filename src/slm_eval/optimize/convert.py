@@ -156,6 +156,11 @@ def convert(
     name = variant_name(card, request, precision)
     step = on_step or (lambda message: log.info("%s", message))
     source = card.source.locate(cache_dir)
+    if source.is_dir() and (source / "quantization.json").is_file():
+        raise UserError(
+            f"{card.name} is a quantized PyTorch variant; convert the original model to ONNX, then quantize "
+            "that with --format onnx"
+        )
     started = time.perf_counter()
     parent, _ = split_reference(card.name)
     with store.writing(parent, name, replace=request.force) as folder:

@@ -9,8 +9,8 @@ Methods per format:
 - ``onnx``: ``onnx-dynamic-int8`` (onnxruntime ``quantize_dynamic``), ``onnx-matmulnbits`` (4- or 8-bit
   weight-only ``MatMulNBits``: onnxruntime-genai's builder for decoders, onnxruntime's n-bit quantizer
   for encoders, block size configurable);
-- ``pytorch``: ``torch-dynamic-int8`` (8-bit dynamic quantization of linear layers on CPU), ``quanto``
-  (4- and 8-bit weight-only on CPU, optimum-quanto), ``bnb`` (bitsandbytes NF4 / LLM.int8, CUDA only);
+- ``pytorch``: ``torch-dynamic-int8`` (8-bit dynamic quantization of linear layers on CPU), ``torchao``
+  (4- and 8-bit weight-only on CPU, torchao), ``bnb`` (bitsandbytes NF4 / LLM.int8, CUDA only);
 - ``gguf``: ``llama-quantize`` (llama.cpp's quantizer through llama-cpp-python: Q8_0, Q4_K_M, Q4_0, ...),
   from a GGUF file, or from a transformers model through llama.cpp's own HF-to-GGUF converter first.
 """
@@ -178,15 +178,16 @@ METHODS: dict[str, QuantizeMethod] = {
             description="PyTorch dynamic quantization of linear layers to int8 (CPU)",
         ),
         QuantizeMethod(
-            name="quanto",
+            name="torchao",
             format="pytorch",
             bits=(4, 8),
             kinds=("decoder", "encoder"),
             sources=("gguf", "transformers"),
-            runner="slm_eval.optimize.quantize_torch:quantize_quanto",
-            requires=("torch", "transformers", "optimum.quanto"),
+            runner="slm_eval.optimize.quantize_torch:quantize_torchao",
+            requires=("torch", "transformers", "torchao"),
             install="pip install 'slm-eval[quantize]'",
-            description="optimum-quanto weight-only int4/int8 (runs on CPU)",
+            block_sizes=(16, 32, 64, 128, 256),
+            description="torchao weight-only int8 (per row) or int4 (per group of 32; --block-size) (runs on CPU)",
         ),
         QuantizeMethod(
             name="bnb",
@@ -198,7 +199,7 @@ METHODS: dict[str, QuantizeMethod] = {
             requires=("torch", "transformers", "bitsandbytes"),
             install="pip install bitsandbytes",
             needs_cuda=True,
-            cpu_alternative="quanto",
+            cpu_alternative="torchao",
             description="bitsandbytes NF4 (4-bit) or LLM.int8 (8-bit); needs a CUDA GPU",
         ),
         QuantizeMethod(
@@ -218,7 +219,7 @@ METHODS: dict[str, QuantizeMethod] = {
 # The method chosen when --method is not given: the best available for the format (CUDA first when present).
 DEFAULT_METHODS: Mapping[QuantFormat, tuple[str, ...]] = {
     "onnx": ("onnx-matmulnbits", "onnx-dynamic-int8"),
-    "pytorch": ("bnb", "quanto", "torch-dynamic-int8"),
+    "pytorch": ("bnb", "torchao", "torch-dynamic-int8"),
     "gguf": ("llama-quantize",),
 }
 

@@ -60,15 +60,16 @@ MIN_QUANTIZED_SHARE = 0.5
 # Bits per quantized weight, scales included (estimates from each format's layout):
 # llama.cpp Q4_K is 4.5 (144 bytes per 256) and Q4_K_M moves some attention and feed-forward tensors to Q6_K,
 # about 4.85 overall; Q8_0 is 8.5 (34 bytes per 32). MatMulNBits: a float16 scale per block of 32 weights.
-# quanto int4: a float16 scale and shift per group of 128. bitsandbytes NF4: a float32 absmax per 64 weights.
+# torchao int4: a float16 scale and an int8 zero point per group of 32.
+# bitsandbytes NF4: a float32 absmax per 64 weights.
 # The int8 methods keep one scale per tensor or per output channel, which is negligible.
 BITS_PER_WEIGHT: Mapping[tuple[str, int], float] = {
     ("llama-quantize", 4): 4.85,
     ("llama-quantize", 8): 8.5,
     ("onnx-matmulnbits", 4): 4.5,
     ("onnx-matmulnbits", 8): 8.5,
-    ("quanto", 4): 4.25,
-    ("quanto", 8): 8.0,
+    ("torchao", 4): 4.75,
+    ("torchao", 8): 8.0,
     ("bnb", 4): 4.5,
     ("bnb", 8): 8.0,
     ("onnx-dynamic-int8", 8): 8.0,
