@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from slm_eval.models.registry import ModelCard
     from slm_eval.models.store import Variant
     from slm_eval.optimize.quantize import GateOptions, Places, QuantizeRequest
+    from slm_eval.optimize.quantize_methods import QuantFormat
 
 
 def convert_command(
@@ -90,7 +91,7 @@ def quantize_command(
     task: str = typer.Option("qa", "--task", help="Encoders: the task head to keep, qa, ner or classify."),
     check_only: bool = typer.Option(False, "--check-only", help="Print the suitability verdict and stop."),
     sweep: bool = typer.Option(
-        False, "--sweep", help="Every format, method and bit width that runs here, then the trade-off report."
+        False, "--sweep", help="Every method and bit width that runs here (of --format, if given), then the report."
     ),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="Evaluate the variant against its parent after."),
     gate_limit: int = typer.Option(10, "--gate-limit", min=1, help="Gate examples (per use case for decoders)."),
@@ -113,6 +114,7 @@ def quantize_command(
     """
     from slm_eval.devices.profiles import default_evaluation_config_path
     from slm_eval.optimize.quantize import GateOptions, Places, QuantizeRequest
+    from slm_eval.optimize.quantize_methods import parse_format
 
     settings = app_state(ctx).settings
     card = default_registry().resolve(model, settings.paths.models)
@@ -127,7 +129,8 @@ def quantize_command(
     if sweep:
         if bits is not None or method is not None or name is not None:
             raise UserError("--sweep tries every method and bit width: leave out --bits, --method and --name")
-        _sweep(card, places, gate_options, allow_requantize, task, settings.defaults.seed, force, err, as_json)
+        only = parse_format(output_format) if output_format else None
+        _sweep(card, places, gate_options, allow_requantize, task, settings.defaults.seed, force, err, as_json, only)
         return
     if bits is None:
         raise UserError("--bits is required: 8 or 4 (or --sweep for every variant that runs here)")
@@ -204,8 +207,9 @@ def _sweep(
     force: bool,
     err: Console,
     as_json: bool,
+    only: QuantFormat | None,
 ) -> None:
-    """Make (or reuse) every variant that runs here, then write the trade-off report."""
+    """Make (or reuse) every variant that runs here (of one format with ``only``), then write the trade-off report."""
     from dataclasses import replace
 
     from slm_eval.models.store import ModelStore, split_reference
@@ -214,7 +218,7 @@ def _sweep(
 
     store = ModelStore(places.models)
     parent, _ = split_reference(card.name)
-    requests = sweep_requests(card, allow_requantize, task, seed, cuda_available())
+    requests = sweep_requests(card, allow_requantize, task, seed, cuda_available(), only)
     if not requests:
         raise UserError(f"no quantization method runs {card.name} on this machine; see 'slm-eval quantize --help'")
     for request in requests:

@@ -222,3 +222,14 @@ def test_json_is_valid_for_a_stored_manifest(tmp_path: Path, monkeypatch: pytest
     plan = plan_quantize(QuantizeRequest(SMOLLM2, bits=8, allow_requantize=True), card, tmp_path, _no_cuda)
     outcome = quantize(plan, ModelStore(tmp_path / "models"), tmp_path, suitability={})
     assert json.loads((outcome.variant.path / "manifest.json").read_text(encoding="utf-8"))["variant"] == "gguf-q8_0"
+
+
+def test_a_sweep_can_keep_one_format() -> None:
+    minilm = default_registry().resolve(MINILM)
+    requests = sweep_requests(minilm, allow_requantize=False, task="qa", seed=0, cuda=False, only="onnx")
+    assert {r.format for r in requests} == {"onnx"}
+    assert {(r.method, r.bits) for r in requests} == {
+        ("onnx-matmulnbits", 4),
+        ("onnx-matmulnbits", 8),
+        ("onnx-dynamic-int8", 8),
+    }

@@ -323,17 +323,21 @@ def quantize_and_gate(
     return record_gate(variant, result.to_dict())
 
 
-def sweep_requests(card: ModelCard, allow_requantize: bool, task: str, seed: int, cuda: bool) -> list[QuantizeRequest]:
+def sweep_requests(
+    card: ModelCard, allow_requantize: bool, task: str, seed: int, cuda: bool, only: QuantFormat | None = None
+) -> list[QuantizeRequest]:
     """Every format, method and bit width that can quantize ``card`` on this machine, one request each.
 
     GGUF methods on an already-quantized GGUF are included only with ``allow_requantize``; CUDA-only methods
-    only with CUDA. Methods whose packages are missing are left out (the sweep says which).
+    only with CUDA. Methods whose packages are missing are left out. ``only`` keeps one format.
     """
     from slm_eval.optimize.quantize_methods import METHODS
 
     requests = []
     for method in METHODS.values():
         if card.kind not in method.kinds or card.source.format not in method.sources:
+            continue
+        if only is not None and method.format != only:
             continue
         if (method.needs_cuda and not cuda) or method.missing_packages():
             continue
