@@ -64,9 +64,16 @@ def models_table(cards: Sequence[ModelCard], variants: Sequence[Variant] = ()) -
             card.source.format,
             card.licence,
             weights_status(card),
-            ", ".join(f"{v.name} ({v.size_bytes / 2**20:.0f} MiB)" for v in by_model.get(card.name, [])) or "-",
+            ", ".join(_variant_label(v) for v in by_model.get(card.name, [])) or "-",
         )
     return table
+
+
+def _variant_label(variant: Variant) -> str:
+    """``onnx-int4 (86 MiB)``, with ``gate failed`` when its accuracy gate failed."""
+    gate = (variant.manifest.get("gate") or {}).get("status")
+    flag = ", gate failed" if gate == "failed" else ""
+    return f"{variant.name} ({variant.size_bytes / 2**20:.0f} MiB{flag})"
 
 
 def _variants_by_model(variants: Sequence[Variant]) -> dict[str, list[Variant]]:
@@ -89,6 +96,8 @@ def variant_to_dict(variant: Variant) -> dict[str, Any]:
         "size_bytes": variant.size_bytes,
         "created": manifest.get("created"),
         "parity_passed": (manifest.get("parity") or {}).get("passed"),
+        "bits": manifest.get("bits"),
+        "gate": (manifest.get("gate") or {}).get("status"),
         "path": str(variant.path),
     }
 
