@@ -37,7 +37,7 @@ native_log = get_logger("slm_eval.llama_cpp")
 
 
 class _NativeLogRoute:
-    """Sends llama.cpp's own log lines to the ``slm_eval.llama_cpp`` logger at DEBUG level.
+    """Sends llama.cpp's own log lines to the ``slm_eval.llama_cpp`` logger at DEBUG level, keeping the last 50.
 
     llama.cpp writes some notices to stderr even when llama-cpp-python is told to be quiet; routed here
     they land in the log file (and on the console with ``--debug``) instead of among the answers.
@@ -45,6 +45,7 @@ class _NativeLogRoute:
 
     def __init__(self) -> None:
         self._pending = ""
+        self.lines: list[str] = []
         self.callback = llama_cpp.llama_log_callback(self._receive)
 
     def _receive(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
@@ -53,12 +54,22 @@ class _NativeLogRoute:
             line, self._pending = self._pending.split("\n", 1)
             if line.strip():
                 native_log.debug("%s", line)
+                self.lines = [*self.lines[-49:], line.strip()]
 
     def install(self) -> None:
         llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
 
+    def clear(self) -> None:
+        """Forget the lines kept so far (before an operation whose failure :meth:`reason` should explain)."""
+        self.lines = []
 
-_NATIVE_LOG = _NativeLogRoute()
+    def reason(self) -> str:
+        """The most telling line of a failure: the last one that says 'failed' or 'error', else the last."""
+        failing = [line for line in self.lines if "fail" in line.lower() or "error" in line.lower()]
+        return (failing or self.lines or ["no message from llama.cpp"])[-1]
+
+
+NATIVE_LOG = _NativeLogRoute()
 
 
 def check_gguf_file(path: Path) -> None:
@@ -189,7 +200,7 @@ def load(card: ModelCard, location: Path | None, options: LoadOptions) -> LlamaC
     if location is None or location.is_dir():
         raise UserError(f"the llamacpp backend needs a .gguf file, not {location}")
     check_gguf_file(location)
-    _NATIVE_LOG.install()
+    NATIVE_LOG.install()
     threads = options.threads or usable_cpu_count()
     try:
         llm = llama_cpp.Llama(

@@ -32,8 +32,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,41 +193,6 @@ def kept_precision(summary: GGUFSummary, quant_type: str) -> tuple[str, ...]:
     return tuple(kept)
 
 
-class _NativeLogCollector:
-    """Receives llama.cpp's log lines during a quantization: each to the debug log, the last ones kept."""
-
-    def __init__(self, llama_cpp: Any) -> None:
-        self._pending = ""
-        self.lines: list[str] = []
-        self.callback = llama_cpp.llama_log_callback(self._receive)
-
-    def _receive(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        self._pending += text.decode("utf-8", errors="replace")
-        while "\n" in self._pending:
-            line, self._pending = self._pending.split("\n", 1)
-            if line.strip():
-                native_log.debug("%s", line)
-                self.lines = [*self.lines[-49:], line.strip()]
-
-    def reason(self) -> str:
-        """The most telling line of a failure: the last one that says 'failed' or 'error', else the last."""
-        failing = [line for line in self.lines if "fail" in line.lower() or "error" in line.lower()]
-        return (failing or self.lines or ["no message from llama.cpp"])[-1]
-
-
-@contextmanager
-def _native_log(llama_cpp: Any) -> Iterator[_NativeLogCollector]:
-    """Route llama.cpp's log to a collector, then back to the llamacpp backend's route."""
-    from slm_eval.backends.llamacpp import _NATIVE_LOG
-
-    collector = _NativeLogCollector(llama_cpp)
-    llama_cpp.llama_log_set(collector.callback, ctypes.c_void_p(0))
-    try:
-        yield collector
-    finally:
-        _NATIVE_LOG.install()
-
-
 def run_quantize(source: Path, output: Path, quant_type: str, allow_requantize: bool, threads: int) -> None:
     """Quantize ``source`` into ``output`` with ``llama_model_quantize``; a partial output is removed.
 
@@ -243,11 +207,14 @@ def run_quantize(source: Path, output: Path, quant_type: str, allow_requantize: 
     params.ftype = ftype
     params.allow_requantize = allow_requantize
     params.nthread = threads
-    with _native_log(llama_cpp) as collector:
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(output).encode(), ctypes.byref(params))
+    from slm_eval.backends.llamacpp import NATIVE_LOG
+
+    NATIVE_LOG.install()  # llama.cpp's log to the debug log; its last lines explain a failure
+    NATIVE_LOG.clear()
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(output).encode(), ctypes.byref(params))
     if status != 0:
         output.unlink(missing_ok=True)
-        reason = collector.reason().removeprefix("llama_model_quantize: ")
+        reason = NATIVE_LOG.reason().removeprefix("llama_model_quantize: ")
         raise UserError(f"llama.cpp could not quantize {source.name} to {quant_type}: {reason}")
 
 
