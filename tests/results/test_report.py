@@ -117,6 +117,25 @@ def test_comparison_rows_come_from_summaries_only(docker_run: EvaluateOutcome) -
     assert row["valid"] == docker_run.summary["validity"]["valid"]
 
 
+def test_an_api_run_beside_device_runs_is_marked_not_comparable(docker_run: EvaluateOutcome, tmp_path: Path) -> None:
+    """A remote API's latency includes the network: the comparison says so in the table, the CSV and a note."""
+    import json
+    import shutil
+
+    remote = tmp_path / "remote-run"
+    shutil.copytree(docker_run.paths.root, remote)
+    summary = read_json(RunPaths(remote).summary)
+    summary["run_id"] = "remote-run"
+    summary["model"]["kind"] = "api"
+    (remote / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    markdown, _, table = render_comparison([docker_run.paths, RunPaths(remote)], tmp_path / "compare")
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["measured_where"] for row in rows] == ["on this host", "over the network"]
+    text = markdown.read_text(encoding="utf-8")
+    assert "Not comparable: the latency of remote-run was measured over the network" in text
+
+
 def test_a_run_without_summary_cannot_be_reported(tmp_path: Path) -> None:
     from slm_eval.errors import UserError
 

@@ -245,9 +245,17 @@ def comparison_rows(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, An
                 "energy_per_request_j": (power.get("energy_per_request") or {}).get("value"),
                 "energy_label": (power.get("energy_per_request") or {}).get("label"),
                 "size_mib": (metrics.get("model_size", {}).get("on_disk") or {}).get("value"),
+                "measured_where": "over the network" if _remote(s) else "on this host",
             }
         )
     return rows
+
+
+def _remote(summary: Mapping[str, Any]) -> bool:
+    """Whether a run's latency was measured over a network (a remote API), not on a device."""
+    latency = summary.get("metrics", {}).get("latency", {})
+    marked = any(isinstance(figure, Mapping) and figure.get("over_network") for figure in latency.values())
+    return summary.get("model", {}).get("kind") == "api" or marked or "network" in latency
 
 
 def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Path, Path]:
@@ -274,6 +282,7 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
         "energy_per_request_j",
         "energy_label",
         "size_mib",
+        "measured_where",
     ]
     csv_path = out_dir / "comparison.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
@@ -282,6 +291,15 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
         writer.writerows(rows)
     doc = Document(f"Comparison of {len(rows)} runs")
     doc.add(Paragraph("Measured on this host unless a figure says otherwise; energy is labelled per run."))
+    remote = [r["run_id"] for r in rows if r["measured_where"] == "over the network"]
+    if remote and len(remote) < len(rows):
+        doc.add(
+            Paragraph(
+                f"Not comparable: the latency of {', '.join(remote)} was measured over the network to a remote API "
+                "(network and server queue included), the others on a device; memory and energy do not apply to a "
+                "remote API."
+            )
+        )
     doc.table(
         [
             "run",
@@ -296,6 +314,7 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
             "peak RSS MiB",
             "energy/request J",
             "size MiB",
+            "latency measured",
         ],
         [
             [
@@ -311,6 +330,7 @@ def render_comparison(runs: Sequence[RunPaths], out_dir: Path) -> tuple[Path, Pa
                 fmt(r["peak_rss_mib"]),
                 f"{fmt(r['energy_per_request_j'])} ({r['energy_label'] or 'n/a'})",
                 fmt(r["size_mib"]),
+                r["measured_where"],
             ]
             for r in rows
         ],
