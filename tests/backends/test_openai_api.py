@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from tests.backends.api_servers import (
     chunk,
     fake_server,
     free_port,
-    llama_cpp_server,
     sse,
     throttling_proxy,
 )
@@ -91,21 +89,6 @@ def _fail(backend: OpenAIAPIBackend, max_new_tokens: int = 8) -> str:
 
 
 # --- the real server ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2, for the whole module."""
-    with llama_cpp_server(smollm2_gguf, tmp_path_factory.mktemp("server") / "server.log") as base_url:
-        yield base_url
-
-
-@pytest.fixture(scope="module")
-def real(server: str) -> Iterator[OpenAIAPIBackend]:
-    """The backend on the real server, its model discovered from ``/v1/models``."""
-    backend = openai_api.load(default_registry().resolve(server), None, LoadOptions(), environ={})
-    yield backend
-    backend.close()
 
 
 @pytest.fixture(scope="module")

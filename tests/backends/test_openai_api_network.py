@@ -22,11 +22,10 @@ from slm_eval.backends.openai_api import OpenAIAPIBackend
 from slm_eval.cli_output import answer_summary
 from slm_eval.evaluation.summary import HostPerformanceSource, network_metric
 from slm_eval.metrics.figures import Figure
-from slm_eval.models.catalogue import default_registry
 from slm_eval.models.registry import ModelCard
 from slm_eval.models.sources import ApiEndpoint
 from slm_eval.quicktest import QuickTestAnswer
-from tests.backends.api_servers import Reply, chunk, fake_server, free_port, llama_cpp_server, send_reply, sse
+from tests.backends.api_servers import Reply, chunk, fake_server, free_port, send_reply, sse
 from tests.conftest import RunCli
 
 PROMPT = "What is a visa?"
@@ -96,21 +95,6 @@ def head_dropping_server() -> Iterator[str]:
 
 
 # --- the real server ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2, for the whole module."""
-    with llama_cpp_server(smollm2_gguf, tmp_path_factory.mktemp("server") / "server.log") as base_url:
-        yield base_url
-
-
-@pytest.fixture(scope="module")
-def real(server: str) -> Iterator[OpenAIAPIBackend]:
-    """The backend on the real server, loaded as the CLI loads it (network probe included)."""
-    backend = openai_api.load(default_registry().resolve(server), None, LoadOptions(), environ={})
-    yield backend
-    backend.close()
 
 
 @pytest.fixture
