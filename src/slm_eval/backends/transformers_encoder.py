@@ -165,7 +165,7 @@ class TransformersEncoderBackend:
         from slm_eval.backends.transformers_quantized import count_parameters
 
         self._parameters = count_parameters(head.model)  # dynamic int8 layers pack their weights away
-        self._input_names = _input_names(head.model)
+        self._input_names = forward_inputs(head.model)
         self.capabilities = Capabilities(
             generate=False, streaming=False, chat_template=False, encoder_tasks=frozenset({head.task})
         )
@@ -197,8 +197,8 @@ class TransformersEncoderBackend:
         self._head = None
 
 
-def _input_names(model: Any) -> tuple[str, ...]:
-    """The inputs the model's forward accepts (DistilBERT takes no token_type_ids)."""
+def forward_inputs(model: Any) -> tuple[str, ...]:
+    """The inputs the model's forward accepts, in graph order (DistilBERT takes no ``token_type_ids``)."""
     import inspect
 
     accepted = inspect.signature(model.forward).parameters

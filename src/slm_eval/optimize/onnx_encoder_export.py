@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from typing import Any
 
 from slm_eval.backends.base import EncoderTask
 from slm_eval.backends.encoder_heads import HEAD_OUTPUTS
-from slm_eval.backends.onnx_encoder import MODEL_FILE, MODEL_INPUTS, HeadSpec, write_head_spec
+from slm_eval.backends.onnx_encoder import MODEL_FILE, HeadSpec, write_head_spec
 from slm_eval.errors import UserError, extra_install_hint, first_line, require_module
 from slm_eval.logs import get_logger
 from slm_eval.models.registry import ModelCard
@@ -119,12 +118,6 @@ class EncoderExport:
         return document
 
 
-def forward_inputs(model: Any) -> tuple[str, ...]:
-    """The inputs the model's forward accepts, in graph order (DistilBERT takes no ``token_type_ids``)."""
-    accepted = inspect.signature(model.forward).parameters
-    return tuple(name for name in MODEL_INPUTS if name in accepted)
-
-
 def export_encoder(
     card: ModelCard,
     source: Path,
@@ -151,7 +144,7 @@ def export_encoder(
     require_module("transformers", "ONNX export", extra_install_hint("torch"))
     onnx = require_module("onnx", "ONNX export", extra_install_hint("onnx"))
     slimmer = require_module("onnxslim", "ONNX graph simplification", "pip install onnxslim") if simplify else None
-    from slm_eval.backends.transformers_encoder import load_head_model
+    from slm_eval.backends.transformers_encoder import forward_inputs, load_head_model
 
     head = load_head_model(card, source, task, seed=seed)
     model = head.model.to("cpu").eval()
