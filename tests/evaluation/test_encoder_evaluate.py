@@ -237,7 +237,9 @@ def test_worker_answers_an_encoder_with_latency_and_no_token_timings() -> None:
         {"key": "eval|a|clean", "prompt": "Who?", "context": "Nathaniel was detained.", "max_new_tokens": 8},
         {"key": "timing|a|0", "prompt": "Where?", "context": "Dover crossing.", "max_new_tokens": 8},
     ]
-    worker._answer_encoder(backend, items, events)  # type: ignore[arg-type]
+    answer = worker._encoder_answerer(backend)  # type: ignore[arg-type]
+    for item in items:
+        events.emit("result", key=item["key"], **answer(item))
     assert backend.requests == [
         EncoderRequest("Who?", "Nathaniel was detained."),
         EncoderRequest("Where?", "Dover crossing."),

@@ -231,13 +231,6 @@ def _encoder_answerer(backend: EncoderBackend) -> Answer:
     return answer
 
 
-def _answer_encoder(backend: EncoderBackend, items: list[dict[str, Any]], events: EventStream) -> None:
-    """Run an encoder's head on each request, emitting one result per request."""
-    answer = _encoder_answerer(backend)
-    for item in items:
-        events.emit("result", key=item["key"], **answer(item))
-
-
 def _top_up(answer: Answer, top_up: Mapping[str, Any], timed_s: float, events: EventStream) -> None:
     """Repeat timing requests from the pool until the timed requests last the minimum duration.
 
