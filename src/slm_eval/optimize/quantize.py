@@ -225,8 +225,7 @@ def quantize(plan: QuantizePlan, store: ModelStore, cache_dir: Path, *, suitabil
             "suitability": suitability,
             "gate": {"status": "pending"},
         }
-        manifest = write_manifest(folder, facts, entry=result.entry)
-        size = int(manifest["size_bytes"])
+        size = _bytes(folder)  # the manifest, written once below, hashes every file
         parameters = plan.card.parameters
         ratios = {
             "compression_ratio": {
