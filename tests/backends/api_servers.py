@@ -21,6 +21,17 @@ import httpx
 SERVER_START_TIMEOUT_S = 60.0
 
 
+class TickingClock:
+    """A clock that moves one second each time it is read, so every timing is positive and exact."""
+
+    def __init__(self) -> None:
+        self.ticks = 0.0
+
+    def now(self) -> float:
+        self.ticks += 1.0
+        return self.ticks
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -21,6 +21,7 @@ from slm_eval.models.registry import ModelCard
 from slm_eval.models.sources import ApiEndpoint
 from tests.backends.api_servers import (
     Reply,
+    TickingClock,
     chunk,
     fake_server,
     free_port,
@@ -33,17 +34,6 @@ PROMPT = "What is a visa?"
 SECRET = "sk-slm-eval-leak-check-6f1d2c9e8b7a"
 USAGE = {"prompt_tokens": 31, "completion_tokens": 3}
 ANSWER = sse(chunk("A"), chunk(" visa"), chunk(" is"), chunk(None, "stop"), chunk(usage=USAGE))
-
-
-class TickingClock:
-    """A clock that moves one second each time it is read, so every timing is positive and exact."""
-
-    def __init__(self) -> None:
-        self.ticks = 0.0
-
-    def now(self) -> float:
-        self.ticks += 1.0
-        return self.ticks
 
 
 class Sleeps(list[float]):

@@ -25,7 +25,7 @@ from slm_eval.metrics.figures import Figure
 from slm_eval.models.registry import ModelCard
 from slm_eval.models.sources import ApiEndpoint
 from slm_eval.quicktest import QuickTestAnswer
-from tests.backends.api_servers import Reply, chunk, fake_server, free_port, send_reply, sse
+from tests.backends.api_servers import Reply, TickingClock, chunk, fake_server, free_port, send_reply, sse
 from tests.conftest import RunCli
 
 PROMPT = "What is a visa?"
@@ -33,17 +33,6 @@ SECRET = "sk-slm-eval-leak-check-0a9b8c7d6e5f"
 ANSWER = sse(chunk("A"), chunk(" visa"), chunk(" is"), chunk(None, "stop"), chunk(usage={"completion_tokens": 3}))
 ENVIRON = {"XAI_API_KEY": SECRET}
 MODELS = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
-
-
-class TickingClock:
-    """A clock that moves one second each time it is read."""
-
-    def __init__(self) -> None:
-        self.ticks = 0.0
-
-    def now(self) -> float:
-        self.ticks += 1.0
-        return self.ticks
 
 
 def _card(base_url: str) -> ModelCard:
