@@ -169,3 +169,10 @@ def test_variable_overriding_a_value_as_if_it_were_a_section(tmp_path: Path) -> 
     message = _error(config, {"SLM_EVAL_DEFAULTS__MODEL__NAME": "x"})
     assert "SLM_EVAL_DEFAULTS__MODEL__NAME" in message
     assert "not a section" in message
+
+
+def test_the_sagemaker_variables_are_not_taken_for_config_keys() -> None:
+    from slm_eval.settings import RESERVED_ENV
+    from slm_eval.training.sagemaker_config import ENVIRONMENT_OVERRIDES
+
+    assert set(ENVIRONMENT_OVERRIDES) <= RESERVED_ENV

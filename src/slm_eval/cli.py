@@ -20,6 +20,7 @@ from slm_eval import __version__
 from slm_eval.backends.base import LoadOptions
 from slm_eval.cli_context import AppState, app_state, table_console
 from slm_eval.cli_runs import benchmark_command, evaluate_command, report_command
+from slm_eval.cli_train import train_command
 from slm_eval.cli_variants import convert_command, quantize_command
 from slm_eval.errors import UserError
 from slm_eval.logs import configure_logging, get_logger
@@ -219,6 +220,7 @@ app.command("quantize")(quantize_command)
 app.command("evaluate")(evaluate_command)
 app.command("benchmark")(benchmark_command)
 app.command("report")(report_command)
+app.command("train")(train_command)
 
 
 # Options that take several values after one flag, as in ``--metrics accuracy latency model_size``.

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from slm_eval.optimize.convert import ConvertOutcome
     from slm_eval.optimize.tradeoff import TradeoffRow
     from slm_eval.quicktest_encoder import EncoderQuickTestResult
+    from slm_eval.training.local import TrainOutcome
 
 
 def format_parameters(count: int | None) -> str:
@@ -306,6 +307,44 @@ def quantize_summary(variant: Variant) -> Table:
         score = ((gate.get(side) or {}).get("score") or {}).get("value")
         if score is not None:
             table.add_row(f"{side} score", f"{score:.3f} (measured)")
+    return table
+
+
+def training_summary(outcome: TrainOutcome) -> Table:
+    """What ``train`` made: the variant, its data, its losses, and the validation score before and after."""
+    manifest = outcome.variant.manifest
+    training = manifest.get("training") or {}
+    data = training.get("dataset") or {}
+    metrics = outcome.metrics
+    table = Table(show_header=False, title=outcome.variant.reference, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("path", str(outcome.variant.path))
+    adapter = " (adapter only; --merge for a whole model)" if training.get("adapter_only") else ""
+    table.add_row("method", f"{training.get('method')} on {training.get('task')}{adapter}")
+    table.add_row(
+        "data",
+        f"{data.get('train')} training / {data.get('validation')} validation records from "
+        f"{', '.join(data.get('sources') or [])} (sha256 {str(data.get('sha256', ''))[:12]})",
+    )
+    for key, label in (("train_loss", "training loss"), ("best_eval_loss", "best validation loss")):
+        if isinstance(metrics.get(key), (int, float)):
+            table.add_row(label, f"{metrics[key]:.4f} (measured)")
+    if metrics.get("epochs") is not None:
+        stopped = ", stopped early" if metrics.get("early_stopped") else ""
+        best = f", best at epoch {metrics['best_epoch']:g}" if metrics.get("best_epoch") is not None else ""
+        table.add_row("epochs", f"{metrics['epochs']:g} ({metrics.get('steps')} steps{best}{stopped})")
+    if isinstance(metrics.get("tokens_per_s"), (int, float)):
+        table.add_row("speed", f"{metrics['tokens_per_s']:.0f} training tokens/s (measured)")
+    if isinstance(metrics.get("seconds"), (int, float)):
+        table.add_row("training time", f"{metrics['seconds']:.0f} s (measured)")
+    if outcome.before is not None and outcome.after is not None:
+        for before, after in zip(outcome.before.get("sets", []), outcome.after.get("sets", []), strict=False):
+            table.add_row(
+                f"{before['source']} {before['metric']}",
+                f"{before['value']:.3f} -> {after['value']:.3f} on the same {after['examples']} validation "
+                "examples (measured)",
+            )
     return table
 
 

@@ -23,7 +23,8 @@ ENV_PREFIX = "SLM_EVAL_"
 CONFIG_ENV = "SLM_EVAL_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config") / "config.json"
 # Variables with the prefix that are not config keys.
-RESERVED_ENV = frozenset({CONFIG_ENV, "SLM_EVAL_DEBUG"})
+# Variables with the prefix that are not config keys: the SageMaker settings read the last two.
+RESERVED_ENV = frozenset({CONFIG_ENV, "SLM_EVAL_DEBUG", "SLM_EVAL_SAGEMAKER_ROLE", "SLM_EVAL_SAGEMAKER_BUCKET"})
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -39,6 +40,7 @@ class PathSettings(_Section):
     results: Path = Path("results")
     logs: Path = Path("logs")
     cache: Path = Path("data/cache")
+    training: Path = Path("data/training")
 
 
 class LoggingSettings(_Section):

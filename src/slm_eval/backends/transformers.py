@@ -255,6 +255,11 @@ def model_sources(card: ModelCard, location: Path | None) -> tuple[str, dict[str
             # GGUF holds no pickles: transformers reads the tensors and dequantizes them.
             return str(location.parent), {"gguf_file": location.name, "local_files_only": True}, location.name
         if not (location / "config.json").is_file():
+            if (location / "adapter_config.json").is_file():
+                raise UserError(
+                    f"{location} holds a LoRA adapter, not a whole model: train again with --merge to convert, "
+                    "quantize or run it as an encoder"
+                )
             raise UserError(f"folder {location} is not a transformers model: it has no config.json")
         return str(location), {"use_safetensors": True, "local_files_only": True}, str(location)
     if card.hub_id is None:
@@ -263,6 +268,13 @@ def model_sources(card: ModelCard, location: Path | None) -> tuple[str, dict[str
 
 
 def _load_parts(card: ModelCard, location: Path | None, options: LoadOptions, dtype: torch.dtype) -> tuple[Any, Any]:
+    from slm_eval.backends.transformers_adapter import apply_adapter, is_adapter, read_base
+
+    if location is not None and is_adapter(location):  # slm-eval train without --merge: base + LoRA adapter
+        base = read_base(location)
+        model, _ = _load_parts(card, base.weights, options, dtype)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(location), local_files_only=True)
+        return apply_adapter(model, location), tokenizer
     source, extra, label = model_sources(card, location)
     hub = location is None
     offline = hub and bool(extra["local_files_only"])

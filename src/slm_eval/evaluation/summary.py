@@ -203,6 +203,11 @@ def summarize(
     scored = latest_scored(records)
     timed = _timed(records, session.session)
     summary["task"]["examples"] = len({example for example, variant in scored if variant == CLEAN})
+    from slm_eval.evaluation.training_overlap import overlap_warning
+
+    overlap = overlap_warning(card, (example for example, variant in scored if variant == CLEAN))
+    if overlap is not None:
+        summary.setdefault("warnings", []).append(overlap)
     validity = check_validity(
         settings.validity,
         [float(r["e2e_ms"]) / 1000 for r in timed if r.get("e2e_ms") is not None],

@@ -156,6 +156,9 @@ def convert(
     name = variant_name(card, request, precision)
     step = on_step or (lambda message: log.info("%s", message))
     source = card.source.locate(cache_dir)
+    from slm_eval.backends.transformers_adapter import refuse_adapter
+
+    refuse_adapter(source, card.name, "convert")
     if source.is_dir() and (source / "quantization.json").is_file():
         raise UserError(
             f"{card.name} is a quantized PyTorch variant; convert the original model to ONNX, then quantize "

@@ -127,6 +127,9 @@ def plan_quantize(
     if request.name is None and parent_variant:
         name = f"{parent_variant}-{name}"
     source = card.source.locate(cache_dir)
+    from slm_eval.backends.transformers_adapter import refuse_adapter
+
+    refuse_adapter(source, card.name, "quantize")
     return QuantizePlan(
         card=card,
         parent=parent,

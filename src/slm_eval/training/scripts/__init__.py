@@ -1,0 +1,1 @@
+"""Entry scripts that run inside a training container (and locally, unchanged)."""
