@@ -135,8 +135,12 @@ def train_locally(
             checkpoint is kept; ``--resume`` continues). No variant is stored unless training finished.
     """
     base = base_weights(plan.card, places.cache)
+    store = ModelStore(places.models)
+    if plan.request.name is not None:
+        check_name_free(plan, store, plan.request.name)
     inputs = prepare_inputs(plan, places, base, report)
     run, dataset = inputs.run, inputs.dataset
+    check_name_free(plan, store, plan.request.name or run.variant_name(now()))
     _prepare_run_folder(run, plan.request.resume)
     before = _before_score(plan, base, dataset, run, report)
 
@@ -167,13 +171,28 @@ def train_locally(
         plan,
         inputs,
         run.model,
-        ModelStore(places.models),
+        store,
         today=now(),
         scores={"before": before, "after": after},
         backend_facts={"backend": "local"},
     )
     report(f"stored {variant.reference} in {variant.path}")
     return TrainOutcome(variant=variant, before=before, after=after, metrics=read_metrics(run.model), run=run)
+
+
+def check_name_free(plan: TrainingPlan, store: ModelStore, name: str) -> None:
+    """Refuse before any work when the variant exists and ``--force`` was not given.
+
+    Raises:
+        UserError: the variant exists; the message names ``--force`` and ``--name``.
+    """
+    from slm_eval.models.store import split_reference
+
+    model, _ = split_reference(plan.card.name)
+    if not plan.request.force and store.folder(model, name).exists():
+        raise UserError(
+            f"{model}@{name} already exists in {store.root / model}: pass --force to replace it, or --name for another"
+        )
 
 
 def _prepare_run_folder(run: RunFolder, resume: bool) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from slm_eval.errors import UserError
 from slm_eval.models.store import ModelStore, Variant
-from slm_eval.training.local import TrainingPlaces, base_weights, prepare_inputs
+from slm_eval.training.local import TrainingPlaces, base_weights, check_name_free, prepare_inputs
 from slm_eval.training.plan import TrainingPlan
 from slm_eval.training.trained_variant import store_trained_variant
 
@@ -110,6 +110,7 @@ def train_on_sagemaker(
     if options.dry_run:
         options.output(dry_run_text(job))
         return None
+    check_name_free(plan, ModelStore(places.models), plan.request.name or inputs.run.variant_name(now()))
     shutil.rmtree(dest, ignore_errors=True)
     _write_job_record(places, job.job_name, plan)
     result = launch_training_job(
