@@ -90,6 +90,8 @@ def train_command(
     The same entry script trains here and in SageMaker's container. The result lands in the model store as
     <model>@ft-<date>-<hash> with a manifest (base model, data hash, hyperparameters, metrics, and the
     validation score before and after training on the same examples).
+
+    Example: slm-eval train --model smollm2-135m-instruct --dataset border-qa --epochs 2
     """
     from slm_eval.training.local import TrainingPlaces
 
