@@ -215,12 +215,14 @@ def _before_score(
 ) -> dict[str, Any] | None:
     if not plan.request.score_limit or not dataset.validation_sets:
         return None
+    limit = plan.request.score_limit
     if run.before_score.is_file():
         cached: dict[str, Any] = json.loads(run.before_score.read_text(encoding="utf-8"))
-        report(f"the base model's validation score, kept from this run's first start: {cached['mean']:.3f}")
-        return cached
+        if cached.get("limit") == limit:  # the same examples: kept from an earlier start of this run
+            report(f"the base model's validation score, kept from this run's first start: {cached['mean']:.3f}")
+            return cached
     report(f"scoring {plan.card.name} on the validation examples before training ...")
-    score = score_on_validation(plan, base, dataset, report)
+    score = {**score_on_validation(plan, base, dataset, report), "limit": limit}
     run.root.mkdir(parents=True, exist_ok=True)
     run.before_score.write_text(json.dumps(score, indent=2) + "\n", encoding="utf-8")
     return score
