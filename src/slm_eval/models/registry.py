@@ -6,7 +6,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
@@ -130,9 +130,11 @@ class Registry:
         card = self.get(text)
         if card is not None:
             return card
-        if "@" in text and not text.lower().startswith(("http://", "https://")) and not Path(text).exists():
+        is_url = text.lower().startswith(("http://", "https://"))
+        # model@variant; a path with an "@" in a folder name (C:\Users\me@corp\x.gguf) is still a path
+        if "@" in text and not is_url and not Path(text).exists() and not _looks_like_path(text.partition("@")[0]):
             return self._variant_card(text, models_dir)
-        if text.lower().startswith(("http://", "https://")):
+        if is_url:
             return card_for_url(text)
         path = Path(text).expanduser()
         if path.exists():
@@ -190,8 +192,16 @@ def variant_card(parent: ModelCard, variant: Variant) -> ModelCard:
 
 
 def _looks_like_path(text: str) -> bool:
+    """Whether ``text`` is meant as a path, in this system's form or Windows' (``C:\\models\\x.gguf``, ``D:x``)."""
     pure = PurePath(text)
-    return len(pure.parts) > 1 or "/" in text or "\\" in text or pure.suffix.lower() in {".gguf", ".onnx"}
+    windows = PureWindowsPath(text)
+    return (
+        len(pure.parts) > 1
+        or "/" in text
+        or "\\" in text
+        or bool(windows.drive)
+        or pure.suffix.lower() in {".gguf", ".onnx"}
+    )
 
 
 def card_for_url(url: str) -> ModelCard:
