@@ -176,3 +176,10 @@ def test_the_sagemaker_variables_are_not_taken_for_config_keys() -> None:
     from slm_eval.training.sagemaker_config import ENVIRONMENT_OVERRIDES
 
     assert set(ENVIRONMENT_OVERRIDES) <= RESERVED_ENV
+
+
+def test_the_llama_cpp_checkout_variable_is_not_taken_for_a_config_key() -> None:
+    from slm_eval.optimize.gguf_converter import CONVERTER_ENV
+    from slm_eval.settings import RESERVED_ENV
+
+    assert CONVERTER_ENV in RESERVED_ENV

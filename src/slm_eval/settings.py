@@ -23,8 +23,11 @@ ENV_PREFIX = "SLM_EVAL_"
 CONFIG_ENV = "SLM_EVAL_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config") / "config.json"
 # Variables with the prefix that are not config keys.
-# Variables with the prefix that are not config keys: the SageMaker settings read the last two.
-RESERVED_ENV = frozenset({CONFIG_ENV, "SLM_EVAL_DEBUG", "SLM_EVAL_SAGEMAKER_ROLE", "SLM_EVAL_SAGEMAKER_BUCKET"})
+# Variables with the prefix that are not config keys: the SageMaker settings' role and bucket, and the
+# llama.cpp checkout that quantize --format gguf converts with.
+RESERVED_ENV = frozenset(
+    {CONFIG_ENV, "SLM_EVAL_DEBUG", "SLM_EVAL_SAGEMAKER_ROLE", "SLM_EVAL_SAGEMAKER_BUCKET", "SLM_EVAL_LLAMA_CPP_DIR"}
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
