@@ -19,6 +19,7 @@ from rich.console import Console
 from slm_eval import __version__
 from slm_eval.backends.base import LoadOptions
 from slm_eval.cli_context import AppState, app_state, table_console
+from slm_eval.cli_doctor import doctor_command
 from slm_eval.cli_runs import benchmark_command, evaluate_command, report_command
 from slm_eval.cli_train import train_command
 from slm_eval.cli_variants import convert_command, quantize_command
@@ -221,6 +222,7 @@ app.command("evaluate")(evaluate_command)
 app.command("benchmark")(benchmark_command)
 app.command("report")(report_command)
 app.command("train")(train_command)
+app.command("doctor")(doctor_command)
 
 
 # Options that take several values after one flag, as in ``--metrics accuracy latency model_size``.
