@@ -181,10 +181,10 @@ def test_read_split_refuses_a_missing_file_and_lines_that_are_not_objects(tmp_pa
     with pytest.raises(UserError, match=r"no train\.jsonl"):
         read_split(tmp_path, "train.jsonl", ())
     (tmp_path / "train.jsonl").write_text("[1]\n", encoding="utf-8")
-    with pytest.raises(UserError, match="line 1 is not a JSON object"):
+    with pytest.raises(UserError, match="line 1: expected a JSON object"):
         read_split(tmp_path, "train.jsonl", ())
     (tmp_path / "train.jsonl").write_text("{oops\n", encoding="utf-8")
-    with pytest.raises(UserError, match="line 1 is not JSON"):
+    with pytest.raises(UserError, match="line 1: not valid JSON"):
         read_split(tmp_path, "train.jsonl", ())
 
 

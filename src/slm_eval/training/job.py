@@ -12,13 +12,13 @@ variables of the container, then from local defaults (:func:`paths_from_environm
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import read_json_lines
 
 TrainTask = Literal["sft", "qa", "ner", "classify"]
 Method = Literal["lora", "full"]
@@ -434,23 +434,14 @@ def read_split(folder: Path, file_name: str, required: Sequence[str]) -> list[di
     if not path.is_file():
         raise UserError(f"no {file_name} in {folder}: prepare the dataset first (slm-eval train prepares it)")
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not JSON ({exc.msg}): fix or re-prepare the file") from exc
-            if not isinstance(record, dict):
-                raise UserError(f"{path} line {number} is not a JSON object: fix or re-prepare the file")
-            missing = [name for name in required if name not in record]
-            if missing:
-                raise UserError(
-                    f"record {record.get('id', '?')!s} ({path} line {number}) lacks the field "
-                    f"'{missing[0]}' (needs {', '.join(required)}): fix or re-prepare the file"
-                )
-            records.append(record)
+    for number, record in read_json_lines(path, expected=f"a JSON object with {', '.join(required)}"):
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise UserError(
+                f"record {record.get('id', '?')!s} ({path} line {number}) lacks the field "
+                f"'{missing[0]}' (needs {', '.join(required)}): fix or re-prepare the file"
+            )
+        records.append(record)
     if not records:
         raise UserError(f"{path} holds no records: prepare the dataset again")
     return records

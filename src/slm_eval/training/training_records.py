@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import line_place, read_json_lines
 from slm_eval.tasks.base import Example
 
 Record = dict[str, Any]
@@ -86,22 +87,10 @@ def load_record_file(path: Path, task: str) -> list[Record]:
         UserError: unreadable file, invalid JSON, a missing or mistyped field, bad entity offsets, a duplicate
             id, or no records; the message names the file, the line and the field.
     """
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; pass a UTF-8 JSONL file") from None
     records: list[Record] = []
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}: line {number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix the line") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{where}: expected a JSON object with {_fields(task)}")
+    for number, raw in read_json_lines(path, expected=f"a JSON object with {_fields(task)}"):
+        where = line_place(path, number)
         record = _checked(raw, task, where, default_id=f"{path.stem}-{number}", default_source=path.stem)
         if record["id"] in first_line:
             raise UserError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_eval.errors import UserError
+from slm_eval.json_files import line_place, read_json_lines
 from slm_eval.tasks.base import Example
 
 
@@ -28,22 +29,10 @@ def load_examples(path: Path) -> list[Example]:
     Raises:
         UserError: unreadable file, invalid JSON, a missing or mistyped field, a duplicate id, no examples.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
     examples: list[Example] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}: line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: expected a JSON object")
+    for number, record in read_json_lines(path):
+        where = line_place(path, number)
         example = example_from_record(record, where)
         if example.id in seen:
             raise UserError(f"{where}: field 'id': duplicate id '{example.id}'")
