@@ -20,7 +20,7 @@ from typing import Any
 from slm_eval.errors import UserError
 from slm_eval.logs import get_logger
 from slm_eval.models.registry import ModelCard
-from slm_eval.models.store import ModelStore, Variant, sha256_file, sha256_tree
+from slm_eval.models.store import ModelStore, Variant, sha256_tree
 from slm_eval.training.plan import TrainingPlan
 from slm_eval.training.run_folder import RunFolder, run_folder, run_key
 from slm_eval.training.trained_variant import TrainingInputs, read_metrics, store_trained_variant
@@ -88,11 +88,6 @@ def base_weights(card: ModelCard, cache: Path) -> Path:
     return card.source.locate(cache)
 
 
-def weights_sha256(path: Path) -> str:
-    """The sha256 of a weights file, or of every file of a folder."""
-    return sha256_file(path) if path.is_file() else sha256_tree(path)
-
-
 def prepare_inputs(plan: TrainingPlan, places: TrainingPlaces, base: Path | str, report: Report) -> TrainingInputs:
     """Prepare the dataset and find the run's folder (the same request finds the same folder).
 
@@ -116,7 +111,7 @@ def prepare_inputs(plan: TrainingPlan, places: TrainingPlaces, base: Path | str,
         f"dataset: {dataset.train_count} training and {dataset.validation_count} validation records "
         f"({', '.join(dataset.sources)}) in {dataset.folder}"
     )
-    base_sha = weights_sha256(base) if isinstance(base, Path) else base
+    base_sha = sha256_tree(base) if isinstance(base, Path) else base
     key = run_key(plan.card.name, base_sha, dataset.sha256, plan.hyperparameters.to_hyperparameters())
     return TrainingInputs(base, base_sha, dataset, run_folder(places.training, plan.card.name, key))
 

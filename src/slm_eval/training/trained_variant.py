@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slm_eval.errors import UserError
+from slm_eval.evaluation.training_overlap import TRAINING_DATA_FILE
 from slm_eval.models.store import ModelStore, Variant, split_reference, write_manifest
 from slm_eval.training.plan import TrainingPlan
 from slm_eval.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from slm_eval.training.prepare import PreparedDataset
-
-TRAINING_DATA_FILE = "training_data.json"
 
 
 @dataclass(frozen=True)
